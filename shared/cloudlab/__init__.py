@@ -1,0 +1,14 @@
+"""cloudlab: the helper package of the Cloud Patterns course.
+
+Notebooks import it; nothing in it is pasted into a notebook. Each public function's
+docstring names the notebook that introduces it.
+"""
+
+from .backend import Backend, BackendError, RealAWSBlocked, use_backend
+from .backend import guard as _guard
+
+__version__ = "0.1.0"
+
+_guard.install()
+
+__all__ = ["Backend", "BackendError", "RealAWSBlocked", "use_backend", "__version__"]

@@ -1,0 +1,62 @@
+"""Command line: ``python -m cloudlab doctor | backend serve | labs build | labs check | grade``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _doctor(args) -> int:
+    from . import doctor
+
+    return doctor.main()
+
+
+def _serve(args) -> int:
+    from .backend import serve
+
+    return serve.main(port=args.port)
+
+
+def _labs(args) -> int:
+    from .grading import build
+
+    return build.build_all() if args.action == "build" else build.check_all()
+
+
+def _grade(args) -> int:
+    from .grading import grader
+
+    return grader.main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cloudlab", description="Cloud Patterns course tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("doctor", help="check Python, packages, backend and credentials").set_defaults(run=_doctor)
+
+    backend = commands.add_parser("backend", help="the embedded emulator")
+    backend_actions = backend.add_subparsers(dest="action", required=True)
+    serve = backend_actions.add_parser("serve", help="keep one emulator up for a whole JupyterLab session")
+    serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    serve.set_defaults(run=_serve)
+
+    labs = commands.add_parser("labs", help="generate student labs from the masters in solutions/")
+    labs.add_argument("action", choices=["build", "check"], help="build: write labs/; check: fail if labs/ is stale")
+    labs.set_defaults(run=_labs)
+
+    grade = commands.add_parser("grade", help="grade submitted lab notebooks")
+    grade.add_argument("master", help="the lab master, e.g. solutions/01_storage_models_lab.ipynb")
+    grade.add_argument("submissions", nargs="+", help="submitted notebooks")
+    grade.add_argument("--out", default="grades.csv", help="CSV gradebook to write (default grades.csv)")
+    grade.add_argument("--feedback-dir", default=None, help="where per-student feedback goes (default: next to --out)")
+    grade.add_argument("--timeout", type=float, default=300, help="seconds allowed per submission (default 300)")
+    grade.set_defaults(run=_grade)
+
+    args = parser.parse_args(argv)
+    return args.run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

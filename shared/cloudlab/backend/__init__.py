@@ -1,0 +1,172 @@
+"""Choose, start and attach to the AWS endpoint a notebook talks to.
+
+Introduced in notebook 01; every notebook, lab and grader run starts with
+``backend = cloudlab.use_backend()``. After it, plain ``boto3.client("s3")`` reaches the
+chosen backend through the standard ``AWS_ENDPOINT_URL`` variable, in the kernel and in any
+subprocess it starts.
+
+Backends, chosen by ``CLOUDLAB_BACKEND``:
+
+- ``embedded`` (default): moto behind cloudlab's lean HTTP front on 127.0.0.1. Attaches to
+  ``CLOUDLAB_ENDPOINT`` if set, else to a ``python -m cloudlab backend serve`` server if
+  one is running, else starts one inside this process.
+- ``localstack``: a running LocalStack at ``AWS_ENDPOINT_URL`` or ``LOCALSTACK_HOST``
+  (default ``localhost:4566``), checked through its health endpoint.
+- ``aws``: real AWS, only with ``CLOUDLAB_ALLOW_REAL_AWS=yes``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import guard
+from .embedded import HEALTH_PATH, EmbeddedServer, wait_until_healthy
+from .guard import REAL_AWS_OPT_IN, RealAWSBlocked
+
+DEFAULT_REGION = "us-east-1"
+BACKENDS = ("embedded", "localstack", "aws")
+_CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                         "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+class BackendError(RuntimeError):
+    """The requested backend cannot be used; the message says what to do."""
+
+
+@dataclass
+class Backend:
+    """The endpoint a notebook is using. ``repr`` leaves out the port so outputs stay stable."""
+
+    name: str
+    endpoint: str | None
+    region: str = DEFAULT_REGION
+    started_here: bool = field(default=False, repr=False)
+
+    def reset(self) -> None:
+        """Forget all emulator state (embedded only; LocalStack and AWS keep theirs)."""
+        if self.name != "embedded":
+            raise BackendError(f"reset() clears a whole emulator; on {self.name} use clean(prefix) instead")
+        request = urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST", data=b"")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def clean(self, prefix: str) -> dict[str, int]:
+        """Delete the buckets, queues, topics and tables whose names start with ``prefix``.
+
+        Lets a notebook own its resources on a shared backend: it cleans its prefix at the
+        start, so a re-run starts from the same state. Returns how many of each were deleted.
+        """
+        from . import cleanup
+
+        return cleanup.delete_prefixed(prefix)
+
+
+_current: dict[str, object] = {"backend": None, "server": None}
+
+
+def _state_file() -> Path:
+    folder = os.environ.get("CLOUDLAB_STATE_DIR") or Path.home() / ".cache" / "cloudlab"
+    return Path(folder) / "serve.json"
+
+
+def running_server_url() -> str | None:
+    """The URL of a healthy ``cloudlab backend serve`` server, if one is running."""
+    try:
+        url = json.loads(_state_file().read_text())["url"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return url if wait_until_healthy(url, timeout=0.5) else None
+
+
+def _point_boto3_at(endpoint: str | None, region: str, dummy_credentials: bool) -> None:
+    if dummy_credentials:
+        for name in _CREDENTIAL_VARIABLES:
+            os.environ.pop(name, None)
+        os.environ["AWS_ACCESS_KEY_ID"] = "test"
+        os.environ["AWS_SECRET_ACCESS_KEY"] = "test"
+    if endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        os.environ["CLOUDLAB_ENDPOINT"] = endpoint
+    else:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        os.environ.pop("CLOUDLAB_ENDPOINT", None)
+    os.environ["AWS_DEFAULT_REGION"] = region
+    os.environ["AWS_REGION"] = region
+    import boto3
+
+    boto3.DEFAULT_SESSION = None  # the next boto3.client() reads the new environment
+
+
+def _embedded() -> Backend:
+    endpoint = os.environ.get("CLOUDLAB_ENDPOINT")
+    if endpoint:
+        if not guard.is_loopback(endpoint):
+            raise BackendError(f"CLOUDLAB_ENDPOINT={endpoint} is not on this machine; the embedded backend is local only")
+        if not wait_until_healthy(endpoint, timeout=5):
+            raise BackendError(f"CLOUDLAB_ENDPOINT={endpoint} does not answer; unset it to start an emulator here")
+        return Backend("embedded", endpoint)
+    served = running_server_url()
+    if served:
+        return Backend("embedded", served)
+    server = _current["server"]
+    if server is None:
+        server = EmbeddedServer().start()
+        _current["server"] = server
+    return Backend("embedded", server.url, started_here=True)
+
+
+def _localstack() -> Backend:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        host = os.environ.get("LOCALSTACK_HOST", "localhost:4566")
+        endpoint = host if "://" in host else f"http://{host}"
+    if not guard.is_loopback(endpoint):
+        raise BackendError(f"LocalStack at {endpoint} is not on this machine; run it locally (-p 127.0.0.1:4566:4566)")
+    try:
+        with urllib.request.urlopen(endpoint.rstrip("/") + "/_localstack/health", timeout=3) as response:
+            json.load(response)
+    except (OSError, ValueError) as error:
+        raise BackendError(
+            f"No LocalStack answers at {endpoint} ({error}). Start one, then re-run this cell:\n"
+            "  docker run --rm -p 127.0.0.1:4566:4566 localstack/localstack:4.14   # tags up to 4.14 need no token\n"
+            "  or, with a free account: docker run --rm -e LOCALSTACK_AUTH_TOKEN=... -p 127.0.0.1:4566:4566 localstack/localstack\n"
+            "Or unset CLOUDLAB_BACKEND to use the embedded emulator.") from None
+    return Backend("localstack", endpoint.rstrip("/"))
+
+
+def use_backend(name: str | None = None) -> Backend:
+    """Make sure an AWS endpoint is running and point boto3 (and subprocesses) at it.
+
+    Introduced in notebook 01. Call it once at the top of a notebook; calling it again
+    returns the same backend. ``name`` overrides ``CLOUDLAB_BACKEND``.
+    """
+    guard.install()
+    name = (name or os.environ.get("CLOUDLAB_BACKEND") or "embedded").strip().lower()
+    if name not in BACKENDS:
+        raise BackendError(f"CLOUDLAB_BACKEND={name!r} is not one of {', '.join(BACKENDS)}")
+    current = _current["backend"]
+    if isinstance(current, Backend) and current.name == name and (name == "aws" or wait_until_healthy(current.endpoint, 1)):
+        _point_boto3_at(current.endpoint, current.region, dummy_credentials=name != "aws")
+        return current
+    if name == "aws":
+        if os.environ.get(REAL_AWS_OPT_IN, "").lower() not in ("1", "yes", "true"):
+            raise BackendError(
+                f"CLOUDLAB_BACKEND=aws sends requests to real AWS, which costs money. "
+                f"Set {REAL_AWS_OPT_IN}=yes as well if that is what you want. Nothing was sent.")
+        guard.allow_real_aws(True)
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        backend = Backend("aws", None, region)
+        _point_boto3_at(None, region, dummy_credentials=False)
+    else:
+        guard.allow_real_aws(False)
+        backend = _embedded() if name == "embedded" else _localstack()
+        _point_boto3_at(backend.endpoint, backend.region, dummy_credentials=True)
+    _current["backend"] = backend
+    return backend
+
+
+__all__ = ["Backend", "BackendError", "RealAWSBlocked", "use_backend", "running_server_url", "HEALTH_PATH"]

@@ -1,0 +1,49 @@
+"""Delete the resources a notebook owns, by name prefix (``Backend.clean``)."""
+
+from __future__ import annotations
+
+import boto3
+from botocore.exceptions import ClientError
+
+
+def _empty_and_delete_bucket(s3, bucket: str) -> None:
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket):
+        entries = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                   for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        for start in range(0, len(entries), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": entries[start:start + 1000], "Quiet": True})
+    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+def delete_prefixed(prefix: str) -> dict[str, int]:
+    if len(prefix) < 3:
+        raise ValueError("use a prefix of at least 3 characters, so clean() cannot wipe everything")
+    deleted = {"buckets": 0, "queues": 0, "topics": 0, "tables": 0}
+    s3 = boto3.client("s3")
+    for bucket in s3.list_buckets().get("Buckets", []):
+        if bucket["Name"].startswith(prefix):
+            _empty_and_delete_bucket(s3, bucket["Name"])
+            deleted["buckets"] += 1
+    sqs = boto3.client("sqs")
+    for url in sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []):
+        sqs.delete_queue(QueueUrl=url)
+        deleted["queues"] += 1
+    sns = boto3.client("sns")
+    for page in sns.get_paginator("list_topics").paginate():
+        for topic in page.get("Topics", []):
+            if topic["TopicArn"].rsplit(":", 1)[-1].startswith(prefix):
+                sns.delete_topic(TopicArn=topic["TopicArn"])
+                deleted["topics"] += 1
+    dynamodb = boto3.client("dynamodb")
+    try:
+        for page in dynamodb.get_paginator("list_tables").paginate():
+            for table in page.get("TableNames", []):
+                if table.startswith(prefix):
+                    dynamodb.delete_table(TableName=table)
+                    deleted["tables"] += 1
+    except ClientError:
+        pass  # LocalStack in host mode has no DynamoDB
+    return deleted

@@ -1,0 +1,280 @@
+"""The embedded AWS emulator: moto's service backends behind a lean HTTP front.
+
+Introduced in notebook 01 (every notebook starts it through ``cloudlab.use_backend()``).
+
+Why not moto's own ``ThreadedMotoServer``: it closes every connection and spends most of
+each request in Werkzeug/Flask dispatch and a per-request directory scan to find the
+service (see ``../shared/reference/emulators.md``). This front keeps HTTP/1.1 connections
+alive, works out the service once from the SigV4 credential scope, and hands the request
+straight to moto's response classes, the same routing ``mock_aws`` uses in-process.
+``bench/backend_rate.py`` prints the ratio against the stock server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+HEALTH_PATH = "/_cloudlab/health"
+DEFAULT_REGION = "us-east-1"
+
+# Signing names whose moto backend has another name.
+_SIGNING_ALIASES = {"eventbridge": "events", "email": "ses"}
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+_FORM_ACTIONS_UNSIGNED = {"AssumeRoleWithWebIdentity": "sts", "AssumeRoleWithSAML": "sts"}
+
+
+def service_and_region(headers, path: str, query: str) -> tuple[str, str]:
+    """Which AWS service and region a request is for, from its SigV4 credential scope.
+
+    Signed requests carry the scope in ``Authorization``; presigned URLs carry it in the
+    ``X-Amz-Credential`` query parameter. Anything unsigned is taken to be S3, as moto does.
+    """
+    auth = headers.get("Authorization", "")
+    match = _CREDENTIAL_SCOPE.search(auth)
+    if match:
+        region, service = match.group(1), match.group(2).lower()
+        return _SIGNING_ALIASES.get(service, service), region
+    if "X-Amz-Credential" in query:
+        credential = parse_qs(query).get("X-Amz-Credential", [""])[0]
+        parts = credential.split("/")
+        if len(parts) == 5:
+            return _SIGNING_ALIASES.get(parts[3], parts[3]), parts[2]
+    return "s3", DEFAULT_REGION
+
+
+def aws_url(service: str, region: str, headers, path: str, query: str) -> str:
+    """The URL the request would have had on AWS, which moto's URL patterns expect."""
+    if service == "s3":
+        host = "s3.amazonaws.com"  # path-style: the bucket is the first path segment
+    elif service == "dynamodb" and headers.get("X-Amz-Target", "").startswith("DynamoDBStreams"):
+        host = f"streams.dynamodb.{region}.amazonaws.com"
+    elif service in ("iam", "route53", "cloudfront", "budgets"):
+        host = f"{service}.amazonaws.com"
+    else:
+        host = f"{service}.{region}.amazonaws.com"
+    return f"http://{host}{path}" + (f"?{query}" if query else "")
+
+
+class MotoDispatcher:
+    """Routes one HTTP request to moto's response handler for its service.
+
+    The URL patterns of each backend are compiled once and cached, the part moto's own
+    stubber marks "TODO: cache this".
+    """
+
+    def __init__(self) -> None:
+        import moto.backend_index as backend_index
+
+        from . import speedups
+
+        speedups.apply()
+        self._service_patterns = backend_index.backend_url_patterns
+        self._backend_for_host: dict[str, str | None] = {}
+        self._routes: dict[str, list[tuple[re.Pattern, object]]] = {}
+        self._lock = threading.Lock()
+
+    def _routes_for(self, host: str):
+        if host not in self._backend_for_host:
+            probe = f"http://{host}/"
+            self._backend_for_host[host] = next(
+                (name for name, pattern in self._service_patterns if pattern.match(probe)), None)
+        backend_name = self._backend_for_host[host]
+        if backend_name is None:
+            return None
+        routes = self._routes.get(backend_name)
+        if routes is None:
+            import moto.backends as backends
+            from moto.core import DEFAULT_ACCOUNT_ID
+            from moto.core.base_backend import BackendDict
+
+            with self._lock:
+                backend_dict = backends.get_backend(backend_name)
+                if isinstance(backend_dict, BackendDict):
+                    regions = backend_dict[DEFAULT_ACCOUNT_ID]
+                    backend = regions[DEFAULT_REGION] if DEFAULT_REGION in regions else regions["aws"]
+                else:
+                    backend = backend_dict["global"]
+                routes = [(re.compile(url), handler) for url, handler in backend.urls.items()]
+                self._routes[backend_name] = routes
+        return routes
+
+    def dispatch(self, method: str, url: str, headers, body: bytes) -> tuple[int, dict, bytes]:
+        from moto.core.exceptions import HTTPException
+        from moto.core.request import Request
+
+        parts = urlsplit(url)
+        clean_url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        routes = self._routes_for(parts.netloc)
+        if routes is None:
+            return 400, {}, _error_xml("UnknownService", f"no emulated service for {parts.netloc}")
+        for pattern, handler in routes:
+            if pattern.match(clean_url):
+                request = Request.from_primitives(method, url, headers, body)
+                try:
+                    status, response_headers, response_body = handler(request, request.raw_url, request.headers)
+                except HTTPException as error:
+                    status, response_headers, response_body = error.code, dict(error.get_headers()), error.get_body()
+                return status, dict(response_headers or {}), response_body
+        return 404, {}, _error_xml("NotImplemented", f"{method} {parts.path} is not emulated")
+
+
+def _error_xml(code: str, message: str) -> bytes:
+    return f"<ErrorResponse><Error><Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>".encode()
+
+
+def reset_all_state() -> None:
+    """Forget every bucket, queue, table, ... (moto's ``/moto-api/reset``)."""
+    from moto.moto_api import _internal
+
+    _internal.moto_api_backend.reset()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: boto3 reuses its connections
+    server_version = "cloudlab-embedded"
+    dispatcher: MotoDispatcher  # set on the subclass made per server
+
+    def setup(self) -> None:
+        super().setup()
+        # One write per response plus no Nagle: small replies leave at once.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format, *args) -> None:  # quiet: one line per request is noise
+        pass
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, headers: dict, body) -> None:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        body = body or b""
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
+        for name, value in headers.items():
+            if name.lower() in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                continue
+            lines.append(f"{name}: {value}")
+        # HEAD answers carry the length of the body they do not send (S3 needs it).
+        length = headers.get("Content-Length", headers.get("content-length")) if self.command == "HEAD" else None
+        lines.append(f"Content-Length: {length if length is not None else len(body)}")
+        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        if self.command != "HEAD" and status not in (204, 304):
+            payload += body
+        self.wfile.write(payload)
+
+    def _handle(self) -> None:
+        body = self._read_body()
+        path, _, query = self.path.partition("?")
+        if path == HEALTH_PATH:
+            self._send(200, {"Content-Type": "application/json"}, json.dumps({"status": "running", "backend": "embedded"}))
+            return
+        if path == "/moto-api/reset" and self.command == "POST":
+            reset_all_state()
+            self._send(200, {"Content-Type": "application/json"}, b'{"status": "ok"}')
+            return
+        service, region = service_and_region(self.headers, path, query)
+        url = aws_url(service, region, self.headers, path, query)
+        try:
+            status, headers, response_body = self.dispatcher.dispatch(self.command, url, self.headers, body)
+        except Exception as error:  # an emulator bug must not take the server down
+            logging.getLogger("cloudlab.embedded").exception("emulator error")
+            status, headers, response_body = 500, {}, _error_xml("InternalError", f"{type(error).__name__}: {error}")
+        self._send(status, headers, response_body)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class EmbeddedServer:
+    """An AWS endpoint on 127.0.0.1, served from this process's threads.
+
+    >>> server = EmbeddedServer().start()
+    >>> server.url  # doctest: +SKIP
+    'http://127.0.0.1:43211'
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host, self.port = host, port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "EmbeddedServer":
+        handler = type("Handler", (_Handler,), {"dispatcher": MotoDispatcher()})
+        self._server = _Server((self.host, self.port), handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="cloudlab-embedded", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted (``python -m cloudlab backend serve``)."""
+        handler = type("Handler", (_Handler,), {"dispatcher": MotoDispatcher()})
+        self._server = _Server((self.host, self.port), handler)
+        self.port = self._server.server_address[1]
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class StockMotoServer:
+    """moto's own ``ThreadedMotoServer``, kept for the benchmark's comparison."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+    def start(self) -> "StockMotoServer":
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def wait_until_healthy(url: str, timeout: float = 5.0) -> bool:
+    """True once ``url`` answers the health path, False after ``timeout`` seconds."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + HEALTH_PATH, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            time.sleep(0.05)
+    return False
