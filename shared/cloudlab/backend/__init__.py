@@ -43,7 +43,7 @@ class Backend:
     """The endpoint a notebook is using. ``repr`` leaves out the port so outputs stay stable."""
 
     name: str
-    endpoint: str | None
+    endpoint: str | None = field(repr=False)
     region: str = DEFAULT_REGION
     started_here: bool = field(default=False, repr=False)
 

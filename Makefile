@@ -1,0 +1,54 @@
+# Cloud Patterns: `make lab` to learn, `make test` to check everything CI checks.
+# Every target creates .venv on first use and reuses it after.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# Tests never attach to an emulator someone is serving for JupyterLab.
+TEST_ENV := CLOUDLAB_STATE_DIR=$(CURDIR)/.cloudlab-test MPLBACKEND=Agg
+
+.PHONY: help install lab serve test test-fast labs bench doctor clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=python3.11)")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e . 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c 'import cloudlab, moto, jupyterlab, nbval'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with everything the course needs
+
+lab: $(STAMP)  ## open JupyterLab on the course, with one shared emulator for all notebooks
+	@$(PY) -m cloudlab backend serve & serve_pid=$$!; \
+	trap 'kill $$serve_pid 2>/dev/null' EXIT INT TERM; \
+	$(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR) notebooks/
+
+serve: $(STAMP)  ## keep one emulator running (notebooks attach to it)
+	$(PY) -m cloudlab backend serve
+
+doctor: $(STAMP)  ## check Python, packages, backend, credentials
+	$(PY) -m cloudlab doctor
+
+labs: $(STAMP)  ## regenerate labs/ from the masters in solutions/
+	$(PY) -m cloudlab labs build
+
+test: $(STAMP)  ## everything CI checks: unit tests, grader checks, nbval over notebooks and solutions, labs up to date
+	@mkdir -p .cloudlab-test
+	$(PY) -m cloudlab labs check
+	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider --nbval \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 \
+	    tests notebooks solutions
+
+test-fast: $(STAMP)  ## unit tests only
+	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)  ## print the performance figures
+	$(PY) bench/backend_rate.py
+
+clean:  ## remove generated files (keeps .venv)
+	rm -rf .cloudlab-test grades build .pytest_cache
