@@ -1,0 +1,368 @@
+"""Storage models in miniature: simulated instances, their disks, and what outlives them.
+
+Introduced in notebook 01 (storage models). Everything here runs on the student's machine:
+
+- :class:`Instance` is an EC2 instance stand-in whose *instance store* is a private temporary
+  directory. Stopping or terminating the instance wipes it, as on EC2.
+- :class:`InstanceStore`, :class:`SharedFolder` and :class:`S3Storage` are three places an
+  application can keep files (instance-local disk, a shared network filesystem such as EFS,
+  and S3), all with the same ``save`` / ``load`` / ``names`` interface.
+- :class:`UploadService` is a tiny "web app" that keeps uploads in one of those places, and
+  :class:`RoundRobin` is the load balancer in front of several copies of it.
+- :func:`measure_small_vs_large` times many small objects against one large one with the
+  same total bytes, on local disk and on S3.
+- :func:`count_requests` counts the HTTP requests a boto3 client sends, by operation.
+- :func:`storage_facts` loads the checked latency/throughput table ``data/storage_performance.csv``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+
+def _relative(name: str) -> PurePosixPath:
+    """``name`` as a relative POSIX path that cannot climb out of its root."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise ValueError(f"use a relative file name without '..', not {name!r}")
+    return path
+
+
+class Instance:
+    """A simulated EC2 instance with its own instance store (a private temporary directory).
+
+    Introduced in notebook 01. ``state`` follows EC2's names: ``running``, ``stopped``,
+    ``terminated``. The instance store lives exactly as long as the instance keeps running on
+    the same host: :meth:`stop` and :meth:`terminate` delete it, and :meth:`start` brings the
+    instance back with a new, empty one (on EC2 a stopped instance usually restarts on other
+    hardware). Paths printed by this class are relative, so outputs do not change between runs.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.state = "running"
+        self._disk: Path | None = Path(tempfile.mkdtemp(prefix=f"cloudlab-{name}-"))
+
+    def __repr__(self) -> str:
+        return f"Instance({self.name!r}, state={self.state!r})"
+
+    @property
+    def instance_store(self) -> Path:
+        """The root of this instance's local disk; only valid while the instance runs."""
+        if self.state != "running" or self._disk is None:
+            raise RuntimeError(f"{self.name} is {self.state}: its instance store is gone")
+        return self._disk
+
+    def _wipe(self) -> None:
+        if self._disk is not None:
+            shutil.rmtree(self._disk, ignore_errors=True)
+            self._disk = None
+
+    def stop(self) -> None:
+        """Stop the instance. Its instance store is lost (EBS and S3 data are not)."""
+        if self.state == "terminated":
+            raise RuntimeError(f"{self.name} is terminated; it cannot be stopped")
+        self._wipe()
+        self.state = "stopped"
+
+    def start(self) -> None:
+        """Start a stopped instance: it gets a new, empty instance store."""
+        if self.state == "terminated":
+            raise RuntimeError(f"{self.name} is terminated; launch a new instance instead")
+        if self.state == "stopped":
+            self._disk = Path(tempfile.mkdtemp(prefix=f"cloudlab-{self.name}-"))
+            self.state = "running"
+
+    def terminate(self) -> None:
+        """Terminate the instance for good; its instance store is deleted."""
+        self._wipe()
+        self.state = "terminated"
+
+    def __del__(self) -> None:  # tidy up temporary directories when the notebook forgets one
+        try:
+            self._wipe()
+        except Exception:
+            pass
+
+
+class InstanceStore:
+    """Files on one instance's local disk (instance store, or any instance-scoped disk).
+
+    Introduced in notebook 01. Another instance cannot see these files, and they vanish
+    when the instance stops.
+    """
+
+    kind = "instance store"
+
+    def __init__(self, instance: Instance, folder: str = "data"):
+        self.instance = instance
+        self.folder = _relative(folder)
+
+    def _path(self, name: str) -> Path:
+        return self.instance.instance_store / self.folder / _relative(name)
+
+    def save(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def load(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            # The real message holds a temporary path that changes every run; say it stably.
+            raise FileNotFoundError(f"/{self.folder}/{name} does not exist on {self.instance.name}'s disk") from None
+
+    def names(self) -> list[str]:
+        root = self.instance.instance_store / self.folder
+        return sorted(str(p.relative_to(root).as_posix()) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+class SharedFolder:
+    """A directory several simulated instances mount at once: a stand-in for EFS over NFS.
+
+    Introduced in notebook 01. Every instance that uses the same ``SharedFolder`` (or the same
+    ``path``) sees the same files, because they all reach the same storage; on AWS the storage
+    is the EFS service and every read or write is a network round trip.
+    """
+
+    kind = "shared file system"
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.root = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="cloudlab-efs-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def save(self, name: str, data: bytes) -> None:
+        path = self.root / _relative(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def load(self, name: str) -> bytes:
+        try:
+            return (self.root / _relative(name)).read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{name} does not exist on the shared file system") from None
+
+    def names(self) -> list[str]:
+        return sorted(str(p.relative_to(self.root).as_posix()) for p in self.root.rglob("*") if p.is_file())
+
+
+class S3Storage:
+    """Files kept as S3 objects under ``prefix`` in ``bucket``: shared by every instance.
+
+    Introduced in notebook 01. ``save`` is one PutObject, ``load`` one GetObject, ``names``
+    one ListObjectsV2 per page of up to 1,000 keys.
+    """
+
+    kind = "S3"
+
+    def __init__(self, bucket: str, prefix: str = "", s3=None):
+        import boto3
+
+        self.bucket, self.prefix = bucket, prefix
+        self.s3 = s3 or boto3.client("s3")
+
+    def save(self, name: str, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=self.prefix + name, Body=data)
+
+    def load(self, name: str) -> bytes:
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"s3://{self.bucket}/{self.prefix}{name} does not exist") from None
+
+    def names(self) -> list[str]:
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            keys += [item["Key"][len(self.prefix):] for item in page.get("Contents", [])]
+        return sorted(keys)
+
+
+class UploadService:
+    """A tiny web application running on one instance: users upload files and download them.
+
+    Introduced in notebook 01. Where it keeps the files is the ``storage`` it was given
+    (default: the instance's own disk, the way an app written for one server does it).
+    """
+
+    def __init__(self, instance: Instance, storage=None):
+        self.instance = instance
+        self.storage = storage if storage is not None else InstanceStore(instance)
+
+    @property
+    def name(self) -> str:
+        return self.instance.name
+
+    def upload(self, filename: str, data: bytes) -> str:
+        self.storage.save(f"uploads/{filename}", data)
+        return f"stored {filename} ({len(data)} bytes) in {self.storage.kind}"
+
+    def download(self, filename: str) -> bytes:
+        return self.storage.load(f"uploads/{filename}")
+
+
+@dataclass
+class Response:
+    """What the load balancer hands back: which instance served the request, and the outcome."""
+
+    served_by: str
+    ok: bool
+    body: object = None
+    error: BaseException | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            shown = self.body.decode(errors="replace") if isinstance(self.body, bytes) else self.body
+            return f"[{self.served_by}] 200 {shown}"
+        return f"[{self.served_by}] 500 {type(self.error).__name__}: {self.error}"
+
+
+class RoundRobin:
+    """A load balancer that sends each request to the next service in turn.
+
+    Introduced in notebook 01. ``upload`` and ``download`` never raise: a failure inside the
+    service comes back as a :class:`Response` with ``ok=False``, as a 500 would.
+    """
+
+    def __init__(self, services):
+        self.services = list(services)
+        self._next = itertools.cycle(self.services)
+
+    def _call(self, method: str, *args) -> Response:
+        service = next(self._next)
+        try:
+            return Response(service.name, True, getattr(service, method)(*args))
+        except Exception as error:  # noqa: BLE001 - a server error, reported to the client
+            return Response(service.name, False, error=error)
+
+    def upload(self, filename: str, data: bytes) -> Response:
+        return self._call("upload", filename, data)
+
+    def download(self, filename: str) -> Response:
+        return self._call("download", filename)
+
+
+@contextmanager
+def count_requests(client):
+    """Count the HTTP requests ``client`` sends inside the ``with`` block, by operation name.
+
+    Introduced in notebook 01. Yields a :class:`collections.Counter`, e.g.
+    ``Counter({'GetObject': 100, 'ListObjectsV2': 1})``. Retries count as extra requests,
+    because each one is a request S3 answers (and bills).
+    """
+    counts: Counter = Counter()
+
+    def _count(event_name=None, **kwargs):
+        counts[event_name.rsplit(".", 1)[-1]] += 1
+
+    client.meta.events.register("before-send.*", _count, unique_id=f"cloudlab-count-{id(counts)}")
+    try:
+        yield counts
+    finally:
+        client.meta.events.unregister("before-send.*", unique_id=f"cloudlab-count-{id(counts)}")
+
+
+def _split(total_bytes: int, count: int) -> list[bytes]:
+    size, extra = divmod(total_bytes, count)
+    block = os.urandom(size + 1)
+    return [block[: size + (1 if i < extra else 0)] for i in range(count)]
+
+
+def _time_disk(folder: Path, parts: list[bytes], tag: str) -> tuple[float, float]:
+    target = folder / tag
+    target.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for i, part in enumerate(parts):
+        with open(target / f"part-{i:05d}", "wb") as handle:
+            handle.write(part)
+            handle.flush()
+    written = time.perf_counter() - start
+    start = time.perf_counter()
+    got = 0
+    for i in range(len(parts)):
+        with open(target / f"part-{i:05d}", "rb") as handle:
+            got += len(handle.read())
+    read = time.perf_counter() - start
+    assert got == sum(map(len, parts))
+    return written, read
+
+
+def _time_s3(s3, bucket: str, parts: list[bytes], tag: str) -> tuple[float, float]:
+    start = time.perf_counter()
+    for i, part in enumerate(parts):
+        s3.put_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}", Body=part)
+    written = time.perf_counter() - start
+    start = time.perf_counter()
+    got = 0
+    for i in range(len(parts)):
+        got += len(s3.get_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}")["Body"].read())
+    read = time.perf_counter() - start
+    assert got == sum(map(len, parts))
+    return written, read
+
+
+def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20, *,
+                           s3=None, bucket: str | None = None, folder=None, repeats: int = 1):
+    """Time writing and reading ``total_bytes`` split into N objects, for each N in ``counts``.
+
+    Introduced in notebook 01. Measures local disk (files in ``folder``, default a temporary
+    directory) and, if ``bucket`` is given, S3 (one PutObject / GetObject per object, through
+    ``s3`` or a new ``boto3.client("s3")``). With ``repeats`` > 1 the fastest run is kept,
+    which is the usual way to take noise out of a micro-benchmark.
+
+    Returns a pandas DataFrame with one row per (store, objects): ``store``, ``objects``,
+    ``object_bytes``, ``total_bytes``, ``requests`` (S3 calls per pass, 0 for disk),
+    ``write_s``, ``read_s``, ``read_ms_per_object``.
+    """
+    import pandas as pd
+
+    if s3 is None and bucket is not None:
+        import boto3
+
+        s3 = boto3.client("s3")
+    own_folder = folder is None
+    root = Path(tempfile.mkdtemp(prefix="cloudlab-measure-")) if own_folder else Path(folder)
+    rows = []
+    try:
+        for count in counts:
+            parts = _split(total_bytes, count)
+            stores = [("local disk", lambda tag: _time_disk(root, parts, tag))]
+            if bucket is not None:
+                stores.append(("S3 (emulator)", lambda tag: _time_s3(s3, bucket, parts, tag)))
+            for store, timer in stores:
+                best = min((timer(f"n{count}-r{r}") for r in range(repeats)), key=lambda wr: wr[1])
+                rows.append({"store": store, "objects": count, "object_bytes": total_bytes // count,
+                             "total_bytes": total_bytes, "requests": count if store != "local disk" else 0,
+                             "write_s": best[0], "read_s": best[1],
+                             "read_ms_per_object": 1000 * best[1] / count})
+    finally:
+        if own_folder:
+            shutil.rmtree(root, ignore_errors=True)
+    return pd.DataFrame(rows)
+
+
+def storage_facts():
+    """The checked storage performance table (``data/storage_performance.csv``) as a DataFrame.
+
+    Introduced in notebook 01. One row per (storage, metric): the lecture's value or range
+    (``lecture_low``/``lecture_high``, empty where the lecture gives none), the current value
+    (``current``, empty where no checked source gives one), ``unit``, a note on what the
+    current value means, and ``source`` (a row of ``shared/reference/aws-facts.md`` or the lecture).
+    """
+    import pandas as pd
+
+    return pd.read_csv(_DATA_DIR / "storage_performance.csv")
+
+
+__all__ = ["Instance", "InstanceStore", "SharedFolder", "S3Storage", "UploadService", "Response",
+           "RoundRobin", "count_requests", "measure_small_vs_large", "storage_facts"]

@@ -1,0 +1,136 @@
+"""Helpers introduced in notebook 01: cloudlab.storage and cloudlab.display, on the emulator."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+import cloudlab
+from cloudlab import display, storage
+
+
+@pytest.fixture
+def s3():
+    cloudlab.use_backend()
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"test-storage-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    cloudlab.use_backend().clean(name)
+
+
+def test_instance_store_is_wiped_by_stop_and_a_restart_gets_an_empty_disk():
+    instance = storage.Instance("box")
+    disk = storage.InstanceStore(instance)
+    disk.save("cache/a.bin", b"abc")
+    assert disk.load("cache/a.bin") == b"abc"
+    assert disk.names() == ["cache/a.bin"]
+    old_root = instance.instance_store
+    instance.stop()
+    assert instance.state == "stopped" and not old_root.exists()
+    with pytest.raises(RuntimeError, match="stopped"):
+        disk.load("cache/a.bin")
+    instance.start()
+    assert instance.state == "running" and disk.names() == []
+    with pytest.raises(FileNotFoundError, match="box's disk"):
+        disk.load("cache/a.bin")
+    instance.terminate()
+    with pytest.raises(RuntimeError):
+        instance.start()
+
+
+def test_file_names_cannot_escape_their_root():
+    disk = storage.InstanceStore(storage.Instance("box"))
+    for bad in ("../x", "/etc/passwd", ""):
+        with pytest.raises(ValueError):
+            disk.save(bad, b"x")
+
+
+def test_round_robin_local_disks_lose_the_upload_and_shared_storage_keeps_it(s3, bucket):
+    a, b = storage.Instance("instance-a"), storage.Instance("instance-b")
+    local = storage.RoundRobin([storage.UploadService(a), storage.UploadService(b)])
+    up = local.upload("f.txt", b"hello")
+    down = local.download("f.txt")
+    assert (up.served_by, up.ok) == ("instance-a", True)
+    assert (down.served_by, down.ok) == ("instance-b", False)
+    assert isinstance(down.error, FileNotFoundError)
+    assert str(down) == "[instance-b] 500 FileNotFoundError: /data/uploads/f.txt does not exist on instance-b's disk"
+
+    for shared in (storage.S3Storage(bucket, "app/", s3=s3), storage.SharedFolder()):
+        router = storage.RoundRobin([storage.UploadService(a, shared), storage.UploadService(b, shared)])
+        assert router.upload("f.txt", b"hello").ok
+        answers = [router.download("f.txt") for _ in range(2)]
+        assert [r.served_by for r in answers] == ["instance-b", "instance-a"]
+        assert all(r.ok and r.body == b"hello" for r in answers)
+        assert shared.names() == ["uploads/f.txt"]
+    assert s3.list_objects_v2(Bucket=bucket)["Contents"][0]["Key"] == "app/uploads/f.txt"
+
+
+def test_s3_storage_missing_key_is_file_not_found(s3, bucket):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        storage.S3Storage(bucket, s3=s3).load("nope")
+
+
+def test_count_requests_counts_by_operation_and_stops_counting_after_the_block(s3, bucket):
+    with storage.count_requests(s3) as counts:
+        s3.put_object(Bucket=bucket, Key="k", Body=b"1")
+        s3.get_object(Bucket=bucket, Key="k")["Body"].read()
+        s3.get_object(Bucket=bucket, Key="k")["Body"].read()
+    s3.list_objects_v2(Bucket=bucket)
+    assert dict(counts) == {"PutObject": 1, "GetObject": 2}
+
+
+def test_measure_small_vs_large_returns_one_row_per_store_and_count(s3, bucket):
+    frame = storage.measure_small_vs_large((1, 10), total_bytes=10_001, s3=s3, bucket=bucket)
+    assert list(frame["store"]) == ["local disk", "S3 (emulator)", "local disk", "S3 (emulator)"]
+    assert list(frame["objects"]) == [1, 1, 10, 10]
+    assert list(frame["requests"]) == [0, 1, 0, 10]
+    assert (frame["read_s"] > 0).all() and (frame["write_s"] > 0).all()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(keys) == 11
+    sizes = sorted(o["Size"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="n10-")["Contents"])
+    assert sum(sizes) == 10_001 and sizes[0] == 1000 and sizes[-1] == 1001
+
+
+def test_storage_facts_every_number_has_a_source():
+    facts = storage.storage_facts()
+    assert {"storage", "metric", "unit", "lecture_low", "lecture_high", "current", "source"} <= set(facts.columns)
+    numbers = facts[facts["current"].notna()]
+    assert numbers["source"].str.contains("aws-facts.md").all()
+    efs = facts[(facts["storage"] == "EFS General Purpose") & (facts["metric"] == "read latency")].iloc[0]
+    assert efs["current"] == 0.25 and efs["lecture_low"] == 5
+
+
+def test_error_text_drops_request_ids_and_masks_resource_ids():
+    error = ClientError({"Error": {"Code": "VolumeInUse", "Message": "vol-0a1b2c3d4e5f60718 is attached to i-0123456789abcdef0"},
+                         "ResponseMetadata": {"RequestId": "abc"}}, "AttachVolume")
+    assert display.error_text(error) == "VolumeInUse: <vol-id> is attached to <i-id>"
+    assert display.error_text(FileNotFoundError("x.txt")) == "FileNotFoundError: x.txt"
+    assert display.redact_ids("arn:aws:sqs:us-east-1:123456789012:q") == "arn:aws:sqs:us-east-1:<account>:q"
+
+
+def test_show_error_and_show_fields_print_stable_lines(capsys):
+    display.show_error(KeyError("k"))
+    display.show_fields({"VolumeId": "vol-0123456789abcdef0", "State": "available"}, "VolumeId", "State", "Size")
+    assert capsys.readouterr().out.splitlines() == [
+        "KeyError: 'k'", "  VolumeId = <vol-id>", "  State    = available", "  Size     = -"]
+
+
+def test_plot_helpers_draw_one_line_or_bar_group_per_series():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    frame = pd.DataFrame({"n": [1, 10, 1, 10], "t": [1.0, 2.0, 3.0, 4.0], "store": ["a", "a", "b", "b"]})
+    ax = display.loglog(frame, "n", "t", "store")
+    assert len(ax.get_lines()) == 2 and ax.get_xscale() == "log"
+    ax = display.compare_bars(["x", "y"], {"old": [1.0, None], "new": [2.0, 3.0]})
+    assert len(ax.patches) == 3
