@@ -87,15 +87,23 @@ def test_count_requests_counts_by_operation_and_stops_counting_after_the_block(s
     assert dict(counts) == {"PutObject": 1, "GetObject": 2}
 
 
+def test_log_requests_lists_method_path_and_operation_without_host(s3, bucket):
+    with storage.log_requests(s3) as lines:
+        s3.put_object(Bucket=bucket, Key="models/a b.pkl", Body=b"1")
+        s3.list_objects_v2(Bucket=bucket, Prefix="models/")
+    assert lines == [f"PUT /{bucket}/models/a b.pkl  (PutObject)",
+                     f"GET /{bucket}?list-type=2&prefix=models/&encoding-type=url  (ListObjectsV2)"]
+
+
 def test_measure_small_vs_large_returns_one_row_per_store_and_count(s3, bucket):
-    frame = storage.measure_small_vs_large((1, 10), total_bytes=10_001, s3=s3, bucket=bucket)
+    frame = storage.measure_small_vs_large((1, 10), total_bytes=10_001, s3=s3, bucket=bucket, repeats=2)
     assert list(frame["store"]) == ["local disk", "S3 (emulator)", "local disk", "S3 (emulator)"]
     assert list(frame["objects"]) == [1, 1, 10, 10]
     assert list(frame["requests"]) == [0, 1, 0, 10]
     assert (frame["read_s"] > 0).all() and (frame["write_s"] > 0).all()
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
     assert len(keys) == 11
-    sizes = sorted(o["Size"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="n10-")["Contents"])
+    sizes = sorted(o["Size"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="n10/")["Contents"])
     assert sum(sizes) == 10_001 and sizes[0] == 1000 and sizes[-1] == 1001
 
 
@@ -134,3 +142,25 @@ def test_plot_helpers_draw_one_line_or_bar_group_per_series():
     assert len(ax.get_lines()) == 2 and ax.get_xscale() == "log"
     ax = display.compare_bars(["x", "y"], {"old": [1.0, None], "new": [2.0, 3.0]})
     assert len(ax.patches) == 3
+
+
+def test_clean_compute_resources_removes_only_named_ec2_and_efs_resources():
+    cloudlab.use_backend()
+    ec2, efs = boto3.client("ec2"), boto3.client("efs")
+    prefix = f"tclean{uuid.uuid4().hex[:6]}-"
+    tag = lambda kind, name: [{"ResourceType": kind, "Tags": [{"Key": "Name", "Value": name}]}]  # noqa: E731
+    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, Placement={"AvailabilityZone": "us-east-1a"},
+                                 TagSpecifications=tag("instance", prefix + "a"))["Instances"][0]["InstanceId"]
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, TagSpecifications=tag("volume", prefix + "v"))["VolumeId"]
+    other = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, TagSpecifications=tag("volume", "keep-me"))["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
+    ec2.create_snapshot(VolumeId=volume, TagSpecifications=tag("snapshot", prefix + "s"))
+    system = efs.create_file_system(CreationToken=prefix, Tags=[{"Key": "Name", "Value": prefix + "fs"}])["FileSystemId"]
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    efs.create_mount_target(FileSystemId=system, SubnetId=subnet)
+    assert storage.clean_compute_resources(prefix) == {"instances": 1, "volumes": 1, "snapshots": 1, "file_systems": 1}
+    assert [v["VolumeId"] for v in ec2.describe_volumes(VolumeIds=[other])["Volumes"]] == [other]
+    state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
+    assert storage.clean_compute_resources(prefix) == {"instances": 0, "volumes": 0, "snapshots": 0, "file_systems": 0}
+    ec2.delete_volume(VolumeId=other)

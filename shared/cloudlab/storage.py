@@ -11,7 +11,8 @@ Introduced in notebook 01 (storage models). Everything here runs on the student'
   :class:`RoundRobin` is the load balancer in front of several copies of it.
 - :func:`measure_small_vs_large` times many small objects against one large one with the
   same total bytes, on local disk and on S3.
-- :func:`count_requests` counts the HTTP requests a boto3 client sends, by operation.
+- :func:`count_requests` counts the HTTP requests a boto3 client sends, by operation, and
+  :func:`log_requests` lists them (method and path).
 - :func:`storage_facts` loads the checked latency/throughput table ``data/storage_performance.csv``.
 """
 
@@ -272,13 +273,39 @@ def count_requests(client):
         client.meta.events.unregister("before-send.*", unique_id=f"cloudlab-count-{id(counts)}")
 
 
+@contextmanager
+def log_requests(client):
+    """Record the HTTP requests ``client`` sends inside the ``with`` block, as text lines.
+
+    Introduced in notebook 01, to show that every S3 call is one HTTP request. Yields a list
+    that fills with lines like ``"PUT /bucket/models/a.pkl  (PutObject)"``: method, path and
+    query (host and port left out, so the lines are the same on every run), and operation.
+    On the emulator the bucket is the first part of the path (path-style addressing); on AWS
+    it is usually part of the host name instead.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    lines: list[str] = []
+
+    def _log(request=None, event_name=None, **kwargs):
+        url = urlsplit(request.url)
+        target = unquote(url.path) + (f"?{unquote(url.query)}" if url.query else "")
+        lines.append(f"{request.method} {target}  ({event_name.rsplit('.', 1)[-1]})")
+
+    client.meta.events.register("before-send.*", _log, unique_id=f"cloudlab-log-{id(lines)}")
+    try:
+        yield lines
+    finally:
+        client.meta.events.unregister("before-send.*", unique_id=f"cloudlab-log-{id(lines)}")
+
+
 def _split(total_bytes: int, count: int) -> list[bytes]:
     size, extra = divmod(total_bytes, count)
     block = os.urandom(size + 1)
     return [block[: size + (1 if i < extra else 0)] for i in range(count)]
 
 
-def _time_disk(folder: Path, parts: list[bytes], tag: str) -> tuple[float, float]:
+def _time_disk(folder: Path, parts: list[bytes], tag: str, repeats: int) -> tuple[float, float]:
     target = folder / tag
     target.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -287,38 +314,45 @@ def _time_disk(folder: Path, parts: list[bytes], tag: str) -> tuple[float, float
             handle.write(part)
             handle.flush()
     written = time.perf_counter() - start
-    start = time.perf_counter()
-    got = 0
-    for i in range(len(parts)):
-        with open(target / f"part-{i:05d}", "rb") as handle:
-            got += len(handle.read())
-    read = time.perf_counter() - start
-    assert got == sum(map(len, parts))
-    return written, read
+    reads = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        got = 0
+        for i in range(len(parts)):
+            with open(target / f"part-{i:05d}", "rb") as handle:
+                got += len(handle.read())
+        reads.append(time.perf_counter() - start)
+        assert got == sum(map(len, parts))
+    return written, min(reads)
 
 
-def _time_s3(s3, bucket: str, parts: list[bytes], tag: str) -> tuple[float, float]:
+def _time_s3(s3, bucket: str, parts: list[bytes], tag: str, repeats: int) -> tuple[float, float]:
     start = time.perf_counter()
     for i, part in enumerate(parts):
         s3.put_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}", Body=part)
     written = time.perf_counter() - start
-    start = time.perf_counter()
-    got = 0
-    for i in range(len(parts)):
-        got += len(s3.get_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}")["Body"].read())
-    read = time.perf_counter() - start
-    assert got == sum(map(len, parts))
-    return written, read
+    reads = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        got = 0
+        for i in range(len(parts)):
+            got += len(s3.get_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}")["Body"].read())
+        reads.append(time.perf_counter() - start)
+        assert got == sum(map(len, parts))
+    return written, min(reads)
 
 
 def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20, *,
-                           s3=None, bucket: str | None = None, folder=None, repeats: int = 1):
+                           s3=None, bucket: str | None = None, folder=None, repeats: int = 1,
+                           s3_label: str = "S3 (emulator)"):
     """Time writing and reading ``total_bytes`` split into N objects, for each N in ``counts``.
 
     Introduced in notebook 01. Measures local disk (files in ``folder``, default a temporary
     directory) and, if ``bucket`` is given, S3 (one PutObject / GetObject per object, through
-    ``s3`` or a new ``boto3.client("s3")``). With ``repeats`` > 1 the fastest run is kept,
-    which is the usual way to take noise out of a micro-benchmark.
+    ``s3`` or a new ``boto3.client("s3")``). Each store is written once and read ``repeats``
+    times; the fastest read is kept, the usual way to take noise out of a micro-benchmark.
+
+    ``s3_label`` names the S3 rows (say ``"S3 (AWS)"`` when you run it against AWS).
 
     Returns a pandas DataFrame with one row per (store, objects): ``store``, ``objects``,
     ``object_bytes``, ``total_bytes``, ``requests`` (S3 calls per pass, 0 for disk),
@@ -336,19 +370,58 @@ def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20
     try:
         for count in counts:
             parts = _split(total_bytes, count)
-            stores = [("local disk", lambda tag: _time_disk(root, parts, tag))]
+            stores = [("local disk", lambda tag: _time_disk(root, parts, tag, repeats))]
             if bucket is not None:
-                stores.append(("S3 (emulator)", lambda tag: _time_s3(s3, bucket, parts, tag)))
+                stores.append((s3_label, lambda tag: _time_s3(s3, bucket, parts, tag, repeats)))
             for store, timer in stores:
-                best = min((timer(f"n{count}-r{r}") for r in range(repeats)), key=lambda wr: wr[1])
+                best = timer(f"n{count}")
                 rows.append({"store": store, "objects": count, "object_bytes": total_bytes // count,
-                             "total_bytes": total_bytes, "requests": count if store != "local disk" else 0,
+                             "total_bytes": total_bytes, "requests": count if store == s3_label else 0,
                              "write_s": best[0], "read_s": best[1],
                              "read_ms_per_object": 1000 * best[1] / count})
     finally:
         if own_folder:
             shutil.rmtree(root, ignore_errors=True)
     return pd.DataFrame(rows)
+
+
+def clean_compute_resources(prefix: str) -> dict[str, int]:
+    """Delete the EC2 and EFS resources whose ``Name`` starts with ``prefix``.
+
+    Introduced in notebook 01. ``Backend.clean`` covers buckets, queues, topics and tables;
+    this covers what notebook 01 creates besides: instances (terminated), EBS volumes
+    (detached, then deleted), snapshots, and EFS file systems (mount targets first). The name
+    is the ``Name`` tag for EC2 resources and the file system's ``Name`` for EFS. Returns how
+    many of each were removed, so a re-run on a shared emulator starts from the same state.
+    """
+    import boto3
+
+    if len(prefix) < 3:
+        raise ValueError("use a prefix of at least 3 characters")
+    ec2, efs = boto3.client("ec2"), boto3.client("efs")
+    named = [{"Name": "tag:Name", "Values": [prefix + "*"]}]
+    removed = {"instances": 0, "volumes": 0, "snapshots": 0, "file_systems": 0}
+    for volume in ec2.describe_volumes(Filters=named)["Volumes"]:
+        for attachment in volume.get("Attachments", []):
+            ec2.detach_volume(VolumeId=volume["VolumeId"], InstanceId=attachment["InstanceId"], Force=True)
+        ec2.delete_volume(VolumeId=volume["VolumeId"])
+        removed["volumes"] += 1
+    for snapshot in ec2.describe_snapshots(OwnerIds=["self"], Filters=named)["Snapshots"]:
+        ec2.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
+        removed["snapshots"] += 1
+    ids = [instance["InstanceId"]
+           for reservation in ec2.describe_instances(Filters=named)["Reservations"]
+           for instance in reservation["Instances"] if instance["State"]["Name"] != "terminated"]
+    if ids:
+        ec2.terminate_instances(InstanceIds=ids)
+        removed["instances"] = len(ids)
+    for system in efs.describe_file_systems()["FileSystems"]:
+        if system.get("Name", "").startswith(prefix):
+            for target in efs.describe_mount_targets(FileSystemId=system["FileSystemId"])["MountTargets"]:
+                efs.delete_mount_target(MountTargetId=target["MountTargetId"])
+            efs.delete_file_system(FileSystemId=system["FileSystemId"])
+            removed["file_systems"] += 1
+    return removed
 
 
 def storage_facts():
@@ -365,4 +438,4 @@ def storage_facts():
 
 
 __all__ = ["Instance", "InstanceStore", "SharedFolder", "S3Storage", "UploadService", "Response",
-           "RoundRobin", "count_requests", "measure_small_vs_large", "storage_facts"]
+           "RoundRobin", "count_requests", "log_requests", "clean_compute_resources", "measure_small_vs_large", "storage_facts"]
