@@ -228,3 +228,20 @@ def test_embedded_server_serves_chunked_uploads_and_head_lengths():
     assert s3.head_object(Bucket="test-chunked", Key="big.bin")["ContentLength"] == len(payload)
     assert s3.get_object(Bucket="test-chunked", Key="big.bin")["Body"].read() == payload
     assert urllib.request.urlopen(url + "/_cloudlab/health").status == 200
+
+
+@pytest.mark.parametrize("key", ["plain.txt", "a/b c.txt", "spaces and+plus", "unicodé/ключ.bin",
+                                 "percent%2Fslash", "dir//double", "q?mark=1&x", "tilde~star*"])
+def test_embedded_server_keeps_s3_keys_exactly(key):
+    cloudlab.use_backend()
+    s3 = boto3.client("s3")
+    bucket = "test-odd-keys"
+    if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=key.encode(), Metadata={"my_meta": "kept"})
+    got = s3.get_object(Bucket=bucket, Key=key)
+    assert got["Body"].read() == key.encode()
+    assert got["Metadata"] == {"my_meta": "kept"}
+    assert key in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=key[:3])["Contents"]]
+    s3.copy_object(Bucket=bucket, Key=key + ".copy", CopySource={"Bucket": bucket, "Key": key})
+    assert s3.get_object(Bucket=bucket, Key=key + ".copy")["Body"].read() == key.encode()
