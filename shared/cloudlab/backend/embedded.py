@@ -25,6 +25,8 @@ import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
+from . import presign
+
 HEALTH_PATH = "/_cloudlab/health"
 DEFAULT_REGION = "us-east-1"
 
@@ -291,6 +293,11 @@ class _Handler(socketserver.StreamRequestHandler):
             reset_all_state()
             return 200, {"Content-Type": "application/json"}, b'{"status": "ok"}'
         service, region = service_and_region(headers, path, query)
+        if service == "s3" and presign.is_presigned(query):
+            try:
+                presign.verify(method, path, query, headers)
+            except presign.PresignedUrlRejected as rejection:
+                return rejection.status, {"Content-Type": "application/xml"}, rejection.xml()
         url = aws_url(service, region, headers, path, query)
         try:
             return self.dispatcher.dispatch(method, url, headers, body)
