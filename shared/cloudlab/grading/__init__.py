@@ -1,0 +1,12 @@
+"""Labs: build student versions from masters, self-check, and grade submissions.
+
+- ``markers``: read a master notebook's solution and test markers (``docs/authoring-labs.md``).
+- ``build``: ``python -m cloudlab labs build | check``.
+- ``check``: ``checker("NN_topic_lab")``, the student's ``check("q1")``; introduced in notebook 01's lab.
+- ``runner``: runs one test case in a notebook namespace (for ``check`` and the grader).
+- ``grader``: ``python -m cloudlab grade MASTER SUBMISSION... --out grades.csv``.
+"""
+
+from .check import checker
+
+__all__ = ["checker"]

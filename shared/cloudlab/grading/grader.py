@@ -1,0 +1,525 @@
+"""Grade submitted labs: ``python -m cloudlab grade MASTER SUB.ipynb... --out grades.csv``.
+
+Each submission runs in a fresh Python kernel, in a temporary working directory, with its
+own in-kernel emulator (``CLOUDLAB_BACKEND=embedded`` and a private ``CLOUDLAB_STATE_DIR``,
+so it can never attach to a shared ``backend serve``). Steps per submission:
+
+1. the grader's own set-up cell (the one ``docs/authoring-labs.md`` prescribes), so a
+   broken or deleted first cell does not sink the rest;
+2. every code cell of the submission in order, errors allowed, each under a time limit
+   (interrupt, else restart the kernel and replay the cells that worked);
+3. every test case of the master, public and hidden, by question name — never by cell
+   position — each in a copy of the notebook's namespace under its own time limit. Results
+   come back through the execute reply's ``user_expressions``, which printed output cannot
+   forge, and carry a per-case random nonce.
+
+Writes a CSV gradebook and one markdown feedback file per submission; a bad submission gets
+the points it earned and a reason, and the batch always completes.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import queue
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .build import public_tests, tests_text
+from .check import TESTS_DIR_VARIABLE, repo_root
+from .markers import Master, MarkerError, _number, parse_master
+from .runner import grader_code
+
+DEFAULT_TIMEOUT = 300.0
+MAX_CELL_TIMEOUT = 120.0
+MAX_CASE_TIMEOUT = 60.0
+INTERRUPT_GRACE = 5.0  # seconds a kernel gets to answer an interrupt before it is restarted
+MAX_RESTARTS = 3
+_REMOVED_VARIABLES = ("CLOUDLAB_ENDPOINT", "AWS_ENDPOINT_URL", "CLOUDLAB_ALLOW_REAL_AWS", "AWS_PROFILE",
+                      "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                      "LOCALSTACK_HOST", "JPY_SESSION_NAME")
+
+
+def setup_code(lab_name: str) -> str:
+    """The grader's preamble: the set-up cell every master starts with."""
+    return ("import boto3\nimport cloudlab\nfrom cloudlab.grading import checker\n\n"
+            f"backend = cloudlab.use_backend()\ncheck = checker({lab_name!r})\n")
+
+
+@dataclass
+class Limits:
+    """Time limits in seconds. ``timeout`` bounds running the submission's cells."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    cell_timeout: float | None = None  # default: min(timeout, 120)
+    case_timeout: float | None = None  # default: min(cell timeout, 60)
+
+    @property
+    def cell(self) -> float:
+        return self.cell_timeout or min(self.timeout, MAX_CELL_TIMEOUT)
+
+    @property
+    def case(self) -> float:
+        return self.case_timeout or min(self.cell, MAX_CASE_TIMEOUT)
+
+
+@dataclass
+class Execution:
+    """What happened to one execute request."""
+
+    status: str  # "ok" | "error" | "timeout" | "died"
+    error: str = ""
+    user_expressions: dict = field(default_factory=dict)
+    responsive: bool = True  # False: the kernel must be restarted
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class Kernel:
+    """One fresh python3 kernel (the grader's interpreter) in ``workdir`` with ``env``."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], log_path: Path) -> None:
+        self.workdir, self.env, self.log_path = workdir, env, log_path
+        self.manager = self.client = self._log = None
+
+    def start(self, timeout: float = 60) -> None:
+        from jupyter_client import KernelManager
+
+        self.stop()
+        self._log = open(self.log_path, "ab")  # kernel chatter goes here, not into the grader's output
+        self.manager = KernelManager(kernel_name="python3")
+        self.manager.start_kernel(cwd=str(self.workdir), env=self.env,
+                                  stdout=subprocess.DEVNULL, stderr=self._log)
+        self.client = self.manager.client()
+        self.client.start_channels()
+        try:
+            self.client.wait_for_ready(timeout=timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return self.manager is not None and self.manager.is_alive()
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.stop_channels()
+        if self.manager is not None:
+            try:
+                self.manager.shutdown_kernel(now=True)
+            except Exception:  # already dead: nothing left to stop
+                pass
+        if self._log is not None:
+            self._log.close()
+        self.manager = self.client = self._log = None
+
+    def execute(self, code: str, timeout: float, user_expressions: dict | None = None,
+                store_history: bool = True) -> Execution:
+        """Run ``code``; on timeout interrupt it, and say whether the kernel came back."""
+        if not self.alive:
+            return Execution("died", responsive=False)
+        msg_id = self.client.execute(code, store_history=store_history, user_expressions=user_expressions or {},
+                                     allow_stdin=False, stop_on_error=False)
+        deadline = time.monotonic() + max(timeout, 0.1)
+        error = ""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self._interrupt(msg_id)
+            message = self._next_iopub(msg_id, min(0.5, remaining))
+            if message is None:
+                if not self.alive:
+                    return Execution("died", error, responsive=False)
+                continue
+            if message["msg_type"] == "error":
+                content = message["content"]
+                error = f"{content.get('ename', 'Error')}: {_first_line(content.get('evalue', ''))}".rstrip(": ")
+            elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+        reply = self._reply(msg_id, timeout=10)
+        if reply is None:
+            return Execution("died" if not self.alive else "error", error or "no reply from the kernel",
+                             responsive=self.alive)
+        return Execution("error" if error or reply.get("status") == "error" else "ok", error,
+                         reply.get("user_expressions") or {})
+
+    def _next_iopub(self, msg_id: str, timeout: float):
+        try:
+            message = self.client.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return None
+        return message if message.get("parent_header", {}).get("msg_id") == msg_id else {"msg_type": "other"}
+
+    def _reply(self, msg_id: str, timeout: float):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = self.client.get_shell_msg(timeout=0.5)
+            except queue.Empty:
+                if not self.alive:
+                    return None
+                continue
+            if message.get("parent_header", {}).get("msg_id") == msg_id:
+                return message["content"]
+        return None
+
+    def _interrupt(self, msg_id: str) -> Execution:
+        try:
+            self.manager.interrupt_kernel()
+        except Exception:  # a kernel that cannot take the signal is restarted below
+            return Execution("timeout", responsive=False)
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        while time.monotonic() < deadline:
+            message = self._next_iopub(msg_id, 0.5)
+            if message is None:
+                if not self.alive:
+                    return Execution("died", responsive=False)
+            elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                self._reply(msg_id, timeout=2)  # drain it, so the next request's reply is not confused
+                return Execution("timeout")
+        return Execution("timeout", responsive=False)
+
+
+@dataclass
+class CaseGrade:
+    question: str
+    description: str
+    points: float
+    hidden: bool
+    code: str
+    passed: bool = False
+    message: str = "not run"
+    ran: bool = False  # False: no result (unreadable file, dead kernel), so its code is not worth showing
+
+    @property
+    def earned(self) -> float:
+        return self.points if self.passed else 0.0
+
+
+@dataclass
+class SubmissionGrade:
+    """Everything the gradebook and the feedback file say about one submission."""
+
+    path: Path
+    name: str  # how the gradebook and the summary name it
+    cases: list[CaseGrade]
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def question_points(self, question: str) -> float:
+        return sum(case.earned for case in self.cases if case.question == question)
+
+    @property
+    def total(self) -> float:
+        return sum(case.earned for case in self.cases)
+
+    @property
+    def max_points(self) -> float:
+        return sum(case.points for case in self.cases)
+
+
+def _cell_name(number: int, source: str) -> str:
+    first = _first_line(source, limit=40) or "(empty)"
+    return f"code cell {number} (`{first}`)"
+
+
+def _submission_env(state_dir: Path, tests_dir: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in _REMOVED_VARIABLES}
+    env.update({
+        "CLOUDLAB_BACKEND": "embedded",
+        "CLOUDLAB_STATE_DIR": str(state_dir),  # empty: nothing to attach to, so the kernel starts its own emulator
+        TESTS_DIR_VARIABLE: str(tests_dir),
+        "MPLBACKEND": "Agg",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    })
+    return env
+
+
+def read_submission(path: Path) -> list[str]:
+    """The sources of a submission's code cells, in order; raises ValueError if unreadable."""
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except Exception as error:  # not JSON, not a notebook, a future format...
+        raise ValueError(f"not a readable notebook ({type(error).__name__}: {_first_line(error)})") from None
+    cells = notebook.get("cells")
+    if not isinstance(cells, list):
+        raise ValueError("not a notebook: it has no list of cells")
+    return [cell.get("source", "") for cell in cells if cell.get("cell_type") == "code"]
+
+
+class SubmissionRun:
+    """Runs one submission in its own kernel and grades it; see the module docstring."""
+
+    def __init__(self, master: Master, path: Path, name: str, limits: Limits) -> None:
+        self.master, self.path, self.limits = master, path, limits
+        self.grade = SubmissionGrade(path, name, [
+            CaseGrade(case.question, case.description, case.points, case.hidden, case.code)
+            for question in master.questions.values() for case in question.cases])
+        self.replay: list[str] = []  # cells that ran to the end (errors or not), to rebuild state after a restart
+        self.restarts = 0
+
+    def problem(self, text: str) -> None:
+        self.grade.problems.append(text)
+
+    def run(self) -> SubmissionGrade:
+        started = time.monotonic()
+        try:
+            sources = read_submission(self.path)
+        except ValueError as error:
+            self.problem(f"could not grade this file: {error}")
+            for case in self.grade.cases:
+                case.message = "not graded: the submission could not be read"
+            return self.grade
+        with tempfile.TemporaryDirectory(prefix="cloudlab-grade-") as temp:
+            temp = Path(temp)
+            workdir, grader_dir, state_dir = temp / "labs", temp / "grader", temp / "state"
+            for folder in (workdir, grader_dir / "tests", state_dir):
+                folder.mkdir(parents=True)
+            data = repo_root() / "data"
+            if data.is_dir():  # notebooks read ../data/..., as they do from labs/
+                (temp / "data").symlink_to(data, target_is_directory=True)
+            (grader_dir / "tests" / f"{self.master.lab_name}.json").write_text(tests_text(public_tests(self.master)))
+            self.kernel = Kernel(workdir, _submission_env(state_dir, grader_dir / "tests"), grader_dir / "kernel.log")
+            try:
+                if self._start():
+                    self._run_cells(sources)
+                    self._run_tests()
+                else:
+                    for case in self.grade.cases:
+                        case.message = "not run: the kernel could not be started"
+            finally:
+                self.kernel.stop()
+        self.grade.seconds = time.monotonic() - started
+        return self.grade
+
+    def _start(self) -> bool:
+        try:
+            self.kernel.start()
+        except Exception as error:  # jupyter_client raises RuntimeError, TimeoutError or OSError
+            self.problem(f"grader problem: the kernel did not start ({_first_line(error)})")
+            return False
+        setup = self.kernel.execute(setup_code(self.master.lab_name), timeout=60, store_history=False)
+        if setup.status != "ok":
+            self.problem(f"grader problem: the grader's set-up cell failed ({setup.error or setup.status})")
+        return setup.status != "died"
+
+    def _restart(self, deadline: float) -> bool:
+        """A fresh kernel with the state the cells so far had built; False when out of restarts."""
+        if self.restarts >= MAX_RESTARTS:
+            return False
+        self.restarts += 1
+        if not self._start():
+            return False
+        for source in self.replay:
+            remaining = deadline - time.monotonic()
+            outcome = self.kernel.execute(source, timeout=min(self.limits.cell, max(remaining, 0)))
+            if outcome.status in ("timeout", "died"):
+                self.problem("replaying the notebook after a restart did not finish; later results may be incomplete")
+                if not outcome.responsive:
+                    return self._start()
+                break
+        return True
+
+    def _run_cells(self, sources: list[str]) -> None:
+        deadline = time.monotonic() + self.limits.timeout
+        for number, source in enumerate(sources, start=1):
+            if not source.strip():
+                continue
+            remaining = deadline - time.monotonic()
+            name = _cell_name(number, source)
+            if remaining <= 0:
+                self.problem(f"{name} and the cells after it were not run: the notebook used up its "
+                             f"{self.limits.timeout:g} s time limit")
+                return
+            limit = min(self.limits.cell, remaining)
+            outcome = self.kernel.execute(source, timeout=limit)
+            if outcome.status == "ok":
+                self.replay.append(source)
+            elif outcome.status == "error":
+                self.replay.append(source)
+                self.problem(f"{name} raised {outcome.error}")
+            elif outcome.status == "timeout":
+                self.problem(f"{name} did not finish in {limit:g} s and was stopped")
+            else:
+                self.problem(f"{name} made the kernel die (os._exit, exit() or a crash?)")
+            if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
+                self.problem("the kernel could not be restarted; the remaining cells were not run")
+                return
+
+    def _run_tests(self) -> None:
+        limit = self.limits.case
+        for number, case in enumerate(self.grade.cases, start=1):
+            if not self.kernel.alive and not self._restart(time.monotonic() + self.limits.timeout):
+                case.message = "not run: the kernel died and could not be restarted"
+                continue
+            nonce = secrets.token_hex(16)
+            code, expressions = grader_code(nonce, {"code": case.code, "label": f"{case.question} #{number}",
+                                                    "timeout": limit})
+            outcome = self.kernel.execute(code, timeout=limit + 10, user_expressions=expressions, store_history=False)
+            case.ran = outcome.status != "died"
+            if outcome.status == "ok":
+                case.passed, case.message = self._result(nonce, outcome.user_expressions.get("result"))
+            elif outcome.status == "timeout":
+                case.message = f"did not finish in {limit:g} s"
+            elif outcome.status == "died":
+                case.message = "the kernel died while running this test (os._exit, exit() or a crash in your code?)"
+            else:
+                case.message = f"grader problem: {outcome.error}"
+            if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
+                continue
+
+    @staticmethod
+    def _result(nonce: str, expression: dict | None) -> tuple[bool, str]:
+        try:
+            text = ast.literal_eval(expression["data"]["text/plain"])
+            result = json.loads(text)
+        except (TypeError, KeyError, ValueError, SyntaxError):
+            return False, "the grader got no result for this test"
+        if result.get("nonce") != nonce:
+            return False, "the grader got no valid result for this test"
+        return bool(result["passed"]), str(result.get("message", ""))
+
+
+def grade_submission(master: Master, path: str | Path, limits: Limits | None = None, name: str | None = None) -> SubmissionGrade:
+    """Grade one submission against a parsed master."""
+    path = Path(path)
+    return SubmissionRun(master, path, name or str(path), limits or Limits()).run()
+
+
+# ---- output: gradebook, feedback, summary ---------------------------------------------------
+
+
+def _points(value: float) -> str:
+    return f"{_number(value)}"
+
+
+def _slugs(paths: list[Path]) -> list[str]:
+    """File names for feedback: the notebook's name, with its folders when names repeat."""
+    stems = [path.stem for path in paths]
+    if len(set(stems)) == len(stems):
+        chosen = stems
+    else:
+        resolved = [path.resolve() for path in paths]
+        common = Path(os.path.commonpath([str(path.parent) for path in resolved]))
+        chosen = [str(path.relative_to(common).with_suffix("")) for path in resolved]
+    slugs, seen = [], set()
+    for text in chosen:
+        slug = re.sub(r"[^\w.-]+", "_", text).strip("_") or "submission"
+        base, count = slug, 1
+        while slug in seen:
+            count += 1
+            slug = f"{base}_{count}"
+        seen.add(slug)
+        slugs.append(slug)
+    return slugs
+
+
+def notes(grade: SubmissionGrade, limit: int = 3) -> str:
+    """The gradebook's short account of a submission's problems (the feedback has all of them)."""
+    shown = grade.problems[:limit]
+    if len(grade.problems) > limit:
+        shown.append(f"{len(grade.problems) - limit} more problem(s), see feedback")
+    return "; ".join(shown)
+
+
+def feedback_markdown(master: Master, grade: SubmissionGrade) -> str:
+    lines = [f"# Feedback: {grade.name}", "",
+             f"Lab `{master.lab_name}`: **{_points(grade.total)} / {_points(grade.max_points)} points**", ""]
+    if grade.problems:
+        lines += ["## Problems running your notebook", ""]
+        lines += [f"- {problem}" for problem in grade.problems]
+        lines.append("")
+    for question in master.questions.values():
+        cases = [case for case in grade.cases if case.question == question.name]
+        earned = sum(case.earned for case in cases)
+        lines += [f"## {question.name}: {_points(earned)} / {_points(question.points)} points", ""]
+        for case in cases:
+            verdict = "PASS" if case.passed else "FAIL"
+            hidden = " (hidden test)" if case.hidden else ""
+            lines.append(f"- **{verdict}** [{_points(case.earned)}/{_points(case.points)}] {case.description}{hidden}")
+            if case.message:
+                lines.append(f"  - {case.message}")
+            if case.ran and not case.passed and not case.hidden:
+                lines += ["", "  ```python"] + [f"  {line}".rstrip() for line in case.code.splitlines()] + ["  ```"]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_gradebook(master: Master, grades: list[SubmissionGrade], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["submission", *master.questions, "total", "max", "notes"])
+        for grade in grades:
+            writer.writerow([grade.name, *(_points(grade.question_points(q)) for q in master.questions),
+                             _points(grade.total), _points(grade.max_points), notes(grade)])
+
+
+def summary_table(master: Master, grades: list[SubmissionGrade]) -> str:
+    header = ["submission", *master.questions, "total", "time", "problems"]
+    rows = [[grade.name, *(_points(grade.question_points(q)) for q in master.questions),
+             f"{_points(grade.total)}/{_points(grade.max_points)}", f"{grade.seconds:.1f}s", str(len(grade.problems))]
+            for grade in grades]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [header, *rows])
+
+
+def grade_all(master: Master | str | Path, submissions: list[str | Path], out: str | Path,
+              feedback_dir: str | Path | None = None, limits: Limits | None = None) -> list[SubmissionGrade]:
+    """Grade every submission (serially: kernels are CPU-bound and the course machine has 2 cores).
+
+    Raises ``MarkerError`` if the master is unusable; never fails because of a submission.
+    """
+    master = master if isinstance(master, Master) else parse_master(master)
+    out = Path(out)
+    feedback_dir = Path(feedback_dir) if feedback_dir else out.parent / "feedback"
+    feedback_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(path) for path in submissions]
+    grades = []
+    for path, slug in zip(paths, _slugs(paths)):
+        print(f"grading {path} ...", file=sys.stderr, flush=True)
+        grade = grade_submission(master, path, limits)
+        (feedback_dir / f"{slug}.md").write_text(feedback_markdown(master, grade), encoding="utf-8")
+        grades.append(grade)
+    write_gradebook(master, grades, out)
+    return grades
+
+
+def main(args) -> int:
+    """``python -m cloudlab grade``: 0 when every submission was graded, 2 if the master is unusable."""
+    limits = Limits(timeout=float(getattr(args, "timeout", None) or DEFAULT_TIMEOUT),
+                    cell_timeout=getattr(args, "cell_timeout", None),
+                    case_timeout=getattr(args, "case_timeout", None))
+    started = time.monotonic()
+    try:
+        master = parse_master(args.master)
+        grades = grade_all(master, args.submissions, args.out, args.feedback_dir, limits)
+    except MarkerError as error:
+        print(f"error: the master cannot be used: {error}", file=sys.stderr)
+        return 2
+    print(summary_table(master, grades))
+    feedback_dir = args.feedback_dir or Path(args.out).parent / "feedback"
+    print(f"\n{len(grades)} submission(s) graded in {time.monotonic() - started:.1f} s; "
+          f"gradebook {args.out}, feedback in {feedback_dir}/")
+    return 0
+
+
+__all__ = ["Limits", "SubmissionGrade", "CaseGrade", "grade_submission", "grade_all", "main", "setup_code"]

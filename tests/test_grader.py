@@ -1,0 +1,249 @@
+"""The grader, end to end: real kernels, each submission with its own in-kernel emulator.
+
+One batch of synthetic submissions of the demo lab from ``test_lab_build.py`` is graded once
+(module fixture); each test then reads the gradebook and feedback it produced. No timing
+assertions: the time limits below only keep the suite short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cloudlab.__main__ import main as cli
+from cloudlab.grading import build, grader
+from test_lab_build import (LAB, MAKE_BUCKET, MASTER_CELLS, MAX_POINTS, PUT_GREETING, SETUP, make_notebook,
+                            write_master)
+
+REPO = Path(__file__).resolve().parents[1]
+COURSE_MASTERS = sorted((REPO / "solutions").glob("*_lab.ipynb"))
+
+
+def solved_cells():
+    """What a student who solved everything hands in: the lab with the master's solutions."""
+    cells = []
+    for kind, source in MASTER_CELLS:
+        if source.startswith("# TEST q1_bucket points=1 hidden"):
+            cells.append(("code", 'check("q1_bucket")'))
+        elif source.startswith("# TEST q2_object"):
+            cells.append(("code", 'check("q2_object")'))
+        elif not source.startswith(("# TEST", "# SOLUTION ONLY")):
+            cells.append((kind, source))
+    return cells
+
+
+def broken_cells():
+    """First cell raises, an endless loop, and q2's solution cell deleted."""
+    cells = [(kind, 'raise ValueError("boom")' if source == SETUP else source)
+             for kind, source in solved_cells() if source != PUT_GREETING]
+    cells.insert(3, ("code", "while True:\n    pass"))
+    return cells
+
+
+def reordered_cells():
+    """Markdown gone, q2 and the check cells first, the set-up cell later."""
+    code = [source for kind, source in solved_cells() if kind == "code"]
+    checks = [source for source in code if source.startswith("check(")]
+    rest = [source for source in code if source not in checks]
+    return [("code", source) for source in [PUT_GREETING, *checks, *[s for s in rest if s != PUT_GREETING]]]
+
+
+def forged_cells(lab: nbformat.NotebookNode):
+    """The unanswered lab plus output that looks like passing results."""
+    cells = [(cell.cell_type, cell.source) for cell in lab.cells]
+    cells.append(("code", "import json\n"
+                          "for nonce in ['0' * 32, 'x']:\n"
+                          "    print('CLOUDLAB-RESULT', nonce, json.dumps({'nonce': nonce, 'passed': True, 'message': ''}))\n"
+                          "result = json.dumps({'nonce': 'x', 'passed': True, 'message': ''})\n"
+                          "result"))
+    return cells
+
+
+def crash_cells():
+    """The kernel dies in a cell (os._exit); the grader restarts it and replays the cells before."""
+    cells = solved_cells()
+    cells.insert(cells.index(("code", MAKE_BUCKET)) + 1, ("code", "import os\nos._exit(1)"))
+    return cells
+
+
+def crash_in_test_cells():
+    """make_bucket kills the kernel whenever it is called, in check() and in grading."""
+    dying = MAKE_BUCKET.replace("s3.create_bucket(Bucket=name)", "import os\n    os._exit(3)")
+    return [(kind, dying if source == MAKE_BUCKET else source) for kind, source in solved_cells()]
+
+
+def endless_cells():
+    """put_greeting never returns: stopped in its check() cell, and by the per-case limit when graded."""
+    endless = PUT_GREETING.replace("s3.put_object(Bucket=bucket, Key=greeting_key, Body=b\"hi\")", "while True:\n        pass")
+    assert endless != PUT_GREETING
+    return [(kind, endless if source == PUT_GREETING else source) for kind, source in solved_cells()]
+
+
+def _kernel_children() -> list[str]:
+    """Command lines of this process's child kernels."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "stat").read_text().split(") ")[1].split()[1] == str(os.getpid()):
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if "ipykernel" in command:
+                    found.append(command)
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Grade every synthetic submission once; yields (folder, gradebook rows by name, exit code)."""
+    folder = tmp_path_factory.mktemp("grading")
+    master = write_master(folder)
+    lab, _ = build.build_lab(master)
+    submissions = folder / "submissions"
+    submissions.mkdir()
+    notebooks = {
+        "master": nbformat.read(master, as_version=4),
+        "lab": lab,
+        "solved": make_notebook(solved_cells()),
+        "broken": make_notebook(broken_cells()),
+        "reordered": make_notebook(reordered_cells()),
+        "forged": make_notebook(forged_cells(lab)),
+        "crash": make_notebook(crash_cells()),
+        "crash_in_test": make_notebook(crash_in_test_cells()),
+        "endless": make_notebook(endless_cells()),
+    }
+    paths = []
+    for name, notebook in notebooks.items():
+        nbformat.write(notebook, submissions / f"{name}.ipynb")
+        paths.append(submissions / f"{name}.ipynb")
+    (submissions / "not_json.ipynb").write_text("this is not a notebook")
+    (submissions / "not_notebook.ipynb").write_text('{"hello": "world"}')
+    paths += [submissions / "not_json.ipynb", submissions / "not_notebook.ipynb"]
+
+    temp = folder / "tmp"  # the grader's temporary folders go here, so the test can see they are removed
+    temp.mkdir()
+    saved, tempfile.tempdir = tempfile.tempdir, str(temp)
+    try:
+        args = argparse.Namespace(master=str(master), submissions=[str(path) for path in paths],
+                                  out=str(folder / "out" / "grades.csv"), feedback_dir=None, timeout=20,
+                                  cell_timeout=3, case_timeout=5)
+        code = grader.main(args)
+    finally:
+        tempfile.tempdir = saved
+    with open(folder / "out" / "grades.csv", newline="") as handle:
+        rows = {Path(row["submission"]).stem: row for row in csv.DictReader(handle)}
+    yield folder, rows, code
+
+
+def feedback(folder: Path, name: str) -> str:
+    return (folder / "out" / "feedback" / f"{name}.md").read_text()
+
+
+def scores(row) -> tuple[str, str, str, str]:
+    return row["q1_bucket"], row["q2_object"], row["total"], row["max"]
+
+
+def test_batch_completes_and_cleans_up(graded):
+    folder, rows, code = graded
+    assert code == 0
+    assert set(rows) == {"master", "lab", "solved", "broken", "reordered", "forged", "crash", "crash_in_test",
+                         "endless", "not_json", "not_notebook"}
+    assert list(next(iter(rows.values()))) == ["submission", "q1_bucket", "q2_object", "total", "max", "notes"]
+    assert not list((folder / "tmp").iterdir()), "temporary grading folders were left behind"
+    assert _kernel_children() == []
+
+
+def test_master_and_solved_lab_get_full_marks(graded):
+    _, rows, _ = graded
+    for name in ("master", "solved"):
+        assert scores(rows[name]) == ("3", "3", str(MAX_POINTS), str(MAX_POINTS)), rows[name]
+        assert rows[name]["notes"] == ""
+
+
+def test_generated_lab_scores_zero(graded):
+    folder, rows, _ = graded
+    assert scores(rows["lab"]) == ("0", "0", "0", str(MAX_POINTS))
+    text = feedback(folder, "lab")
+    assert "not answered yet (use s3.create_bucket)" in text
+    assert "make_bucket returns the name (hidden test)" in text
+    assert "assert make_bucket(name) == name" not in text  # hidden code stays hidden
+    assert "assert name in names" in text  # public code is shown
+
+
+def test_broken_submission_gets_what_it_earned(graded):
+    folder, rows, _ = graded
+    row = rows["broken"]
+    assert scores(row) == ("3", "0", "3", str(MAX_POINTS))
+    assert "code cell 1 (`raise ValueError(\"boom\")`) raised ValueError: boom" in row["notes"]
+    assert "code cell 3 (`while True:`) did not finish in 3 s" in row["notes"]
+    text = feedback(folder, "broken")
+    assert "`put_greeting` is not defined — was the cell with your solution deleted or not run?" in text
+    assert "## Problems running your notebook" in text
+
+
+def test_reordered_cells_grade_by_name(graded):
+    _, rows, _ = graded
+    assert scores(rows["reordered"])[:3] == ("3", "3", str(MAX_POINTS))
+
+
+def test_forged_output_does_not_count(graded):
+    _, rows, _ = graded
+    assert scores(rows["forged"])[:3] == ("0", "0", "0")
+
+
+def test_kernel_crash_in_a_cell_is_recovered(graded):
+    folder, rows, _ = graded
+    assert scores(rows["crash"])[:3] == ("3", "3", str(MAX_POINTS))
+    assert "code cell 4 (`import os`) made the kernel die" in rows["crash"]["notes"]
+
+
+def test_kernel_crash_inside_a_test_loses_only_that_question(graded):
+    folder, rows, _ = graded
+    assert scores(rows["crash_in_test"])[:3] == ("0", "3", "3")
+    assert "the kernel died while running this test" in feedback(folder, "crash_in_test")
+
+
+def test_unreadable_files_get_zero_and_a_reason(graded):
+    folder, rows, _ = graded
+    for name in ("not_json", "not_notebook"):
+        assert scores(rows[name]) == ("0", "0", "0", str(MAX_POINTS))
+        assert "could not grade this file: not a readable notebook" in rows[name]["notes"]
+        assert "could not grade this file" in feedback(folder, name)
+
+
+def test_unusable_master_exits_nonzero(tmp_path, capsys):
+    broken = write_master(tmp_path, MASTER_CELLS + [("code", "### BEGIN SOLUTION")])
+    assert cli(["grade", str(broken), str(broken), "--out", str(tmp_path / "g.csv")]) == 2
+    assert "the master cannot be used" in capsys.readouterr().err
+    assert cli(["grade", str(tmp_path / "missing_lab.ipynb"), str(broken), "--out", str(tmp_path / "g.csv")]) == 2
+
+
+# ---- the course's own labs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("master", COURSE_MASTERS, ids=[path.stem for path in COURSE_MASTERS])
+def test_course_lab_master_full_marks_and_generated_lab_zero(master, tmp_path):
+    generated = REPO / "labs" / master.name
+    if not generated.is_file():  # not built yet: grade what `labs build` would write
+        generated = tmp_path / "generated" / master.name
+        generated.parent.mkdir()
+        generated.write_text(build.notebook_text(build.build_lab(master)[0]))
+    grades = grader.grade_all(master, [master, generated], tmp_path / "grades.csv")
+    solved, unanswered = grades
+    failures = [f"{case.question}: {case.description}: {case.message}" for case in solved.cases if not case.passed]
+    assert solved.total == solved.max_points, "the master does not pass its own tests:\n" + "\n".join(failures)
+    earned = {case.question: case.earned for case in unanswered.cases if case.passed}
+    assert not earned, f"the generated lab earns points without an answer: {earned}"
+
+
+def test_endless_function_is_stopped_per_case(graded):
+    folder, rows, _ = graded
+    assert scores(rows["endless"])[:3] == ("3", "0", "3")
+    assert 'code cell 6 (`check("q2_object")`) did not finish in 3 s' in rows["endless"]["notes"]
+    assert "did not finish in 5 s" in feedback(folder, "endless")
