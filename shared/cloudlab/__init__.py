@@ -6,9 +6,11 @@ docstring names the notebook that introduces it.
 
 from .backend import Backend, BackendError, RealAWSBlocked, use_backend
 from .backend import guard as _guard
+from . import ledger as _ledger
 
 __version__ = "0.1.0"
 
 _guard.install()
+_ledger.install()
 
 __all__ = ["Backend", "BackendError", "RealAWSBlocked", "use_backend", "__version__"]
