@@ -96,7 +96,7 @@ def test_log_requests_lists_method_path_and_operation_without_host(s3, bucket):
 
 
 def test_measure_small_vs_large_returns_one_row_per_store_and_count(s3, bucket):
-    frame = storage.measure_small_vs_large((1, 10), total_bytes=10_001, s3=s3, bucket=bucket, repeats=2)
+    frame = storage.measure_small_vs_large((1, 10), total_bytes=10_001, s3=s3, bucket=bucket, repeats=2, keep=True)
     assert list(frame["store"]) == ["local disk", "S3 (emulator)", "local disk", "S3 (emulator)"]
     assert list(frame["objects"]) == [1, 1, 10, 10]
     assert list(frame["requests"]) == [0, 1, 0, 10]
@@ -105,6 +105,8 @@ def test_measure_small_vs_large_returns_one_row_per_store_and_count(s3, bucket):
     assert len(keys) == 11
     sizes = sorted(o["Size"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="n10/")["Contents"])
     assert sum(sizes) == 10_001 and sizes[0] == 1000 and sizes[-1] == 1001
+    storage.measure_small_vs_large((3,), total_bytes=30, s3=s3, bucket=bucket)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="n3/")["KeyCount"] == 0, "objects are deleted unless keep=True"
 
 
 def test_storage_facts_every_number_has_a_source():

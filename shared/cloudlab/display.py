@@ -87,12 +87,14 @@ def loglog(frame, x: str, y: str, by: str, *, ax=None, title: str | None = None,
 
 
 def compare_bars(labels, series: dict, *, ax=None, log: bool = True, xlabel: str = "",
-                 title: str | None = None, errors: dict | None = None):
+                 title: str | None = None, errors: dict | None = None, annotate: str | None = "{:g}"):
     """Horizontal grouped bars: one group per label, one bar per entry of ``series``.
 
     Introduced in notebook 01. ``series`` maps a legend name to a list of values aligned with
     ``labels``; ``None`` or NaN leaves that bar out (no value to show, e.g. nothing citable).
     ``errors`` optionally maps a legend name to ``(lower, upper)`` error lists (for ranges).
+    ``annotate`` is a format for the value printed at the end of each bar (``None``: no labels).
+    On a log axis the bars start a decade below the smallest value, so short bars stay visible.
     Returns the matplotlib Axes.
     """
     import math
@@ -101,8 +103,9 @@ def compare_bars(labels, series: dict, *, ax=None, log: bool = True, xlabel: str
 
     labels = list(labels)
     if ax is None:
-        _, ax = plt.subplots(figsize=(7.2, 0.55 * len(labels) * max(1, len(series)) + 1.2))
+        _, ax = plt.subplots(figsize=(7.2, 0.3 * len(labels) * max(1, len(series)) + 1.4))
     height = 0.8 / max(1, len(series))
+    everything: list[float] = []
     for index, (name, values) in enumerate(series.items()):
         positions, shown, lower, upper = [], [], [], []
         for row, value in enumerate(values):
@@ -114,11 +117,19 @@ def compare_bars(labels, series: dict, *, ax=None, log: bool = True, xlabel: str
                 lower.append(errors[name][0][row])
                 upper.append(errors[name][1][row])
         xerr = [lower, upper] if errors and name in errors else None
-        ax.barh(positions, shown, height=height, label=name, xerr=xerr, capsize=3)
+        bars = ax.barh(positions, shown, height=height, label=name, xerr=xerr, capsize=3)
+        if annotate:
+            ends = [v + (upper[i] if xerr else 0) for i, v in enumerate(shown)]
+            for bar, end, value in zip(bars, ends, shown):
+                ax.annotate(annotate.format(value), (end, bar.get_y() + bar.get_height() / 2),
+                            xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        everything.extend(shown)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     if log:
         ax.set_xscale("log")
+        if everything:
+            ax.set_xlim(min(everything) / 10, max(everything) * 10)
     ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title)

@@ -326,7 +326,7 @@ def _time_disk(folder: Path, parts: list[bytes], tag: str, repeats: int) -> tupl
     return written, min(reads)
 
 
-def _time_s3(s3, bucket: str, parts: list[bytes], tag: str, repeats: int) -> tuple[float, float]:
+def _time_s3(s3, bucket: str, parts: list[bytes], tag: str, repeats: int, keep: bool) -> tuple[float, float]:
     start = time.perf_counter()
     for i, part in enumerate(parts):
         s3.put_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}", Body=part)
@@ -339,12 +339,16 @@ def _time_s3(s3, bucket: str, parts: list[bytes], tag: str, repeats: int) -> tup
             got += len(s3.get_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}")["Body"].read())
         reads.append(time.perf_counter() - start)
         assert got == sum(map(len, parts))
+    if not keep:
+        keys = [{"Key": f"{tag}/part-{i:05d}"} for i in range(len(parts))]
+        for start in range(0, len(keys), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
     return written, min(reads)
 
 
 def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20, *,
                            s3=None, bucket: str | None = None, folder=None, repeats: int = 1,
-                           s3_label: str = "S3 (emulator)"):
+                           s3_label: str = "S3 (emulator)", keep: bool = False):
     """Time writing and reading ``total_bytes`` split into N objects, for each N in ``counts``.
 
     Introduced in notebook 01. Measures local disk (files in ``folder``, default a temporary
@@ -352,6 +356,7 @@ def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20
     ``s3`` or a new ``boto3.client("s3")``). Each store is written once and read ``repeats``
     times; the fastest read is kept, the usual way to take noise out of a micro-benchmark.
 
+    The S3 objects (keys ``n<N>/part-<i>``) are deleted after measuring unless ``keep`` is true.
     ``s3_label`` names the S3 rows (say ``"S3 (AWS)"`` when you run it against AWS).
 
     Returns a pandas DataFrame with one row per (store, objects): ``store``, ``objects``,
@@ -372,7 +377,7 @@ def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20
             parts = _split(total_bytes, count)
             stores = [("local disk", lambda tag: _time_disk(root, parts, tag, repeats))]
             if bucket is not None:
-                stores.append((s3_label, lambda tag: _time_s3(s3, bucket, parts, tag, repeats)))
+                stores.append((s3_label, lambda tag: _time_s3(s3, bucket, parts, tag, repeats, keep)))
             for store, timer in stores:
                 best = timer(f"n{count}")
                 rows.append({"store": store, "objects": count, "object_bytes": total_bytes // count,
@@ -409,12 +414,20 @@ def clean_compute_resources(prefix: str) -> dict[str, int]:
     for snapshot in ec2.describe_snapshots(OwnerIds=["self"], Filters=named)["Snapshots"]:
         ec2.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
         removed["snapshots"] += 1
+    from botocore.exceptions import ClientError
+
     ids = [instance["InstanceId"]
            for reservation in ec2.describe_instances(Filters=named)["Reservations"]
-           for instance in reservation["Instances"] if instance["State"]["Name"] != "terminated"]
-    if ids:
-        ec2.terminate_instances(InstanceIds=ids)
-        removed["instances"] = len(ids)
+           for instance in reservation["Instances"] if instance["State"]["Name"] not in ("terminated", "shutting-down")]
+    for instance_id in ids:
+        try:
+            ec2.terminate_instances(InstanceIds=[instance_id])
+            removed["instances"] += 1
+        except ClientError:
+            # moto keeps a stale block-device entry on an instance whose volume was attached
+            # elsewhere (it does not refuse the second attach); terminating it then fails.
+            # The instance is left behind: harmless, and it holds no volume.
+            pass
     for system in efs.describe_file_systems()["FileSystems"]:
         if system.get("Name", "").startswith(prefix):
             for target in efs.describe_mount_targets(FileSystemId=system["FileSystemId"])["MountTargets"]:
