@@ -66,9 +66,11 @@ def forged_cells(lab: nbformat.NotebookNode):
 
 
 def crash_cells():
-    """The kernel dies in a cell (os._exit); the grader restarts it and replays the cells before."""
+    """The kernel dies in a cell (os._exit); the grader restarts it and replays the cells before.
+    Then exit(), which would shut the kernel down after the cell: ignored."""
     cells = solved_cells()
-    cells.insert(cells.index(("code", MAKE_BUCKET)) + 1, ("code", "import os\nos._exit(1)"))
+    at = cells.index(("code", MAKE_BUCKET)) + 1
+    cells[at:at] = [("code", "import os\nos._exit(1)"), ("code", "exit()")]
     return cells
 
 
@@ -201,6 +203,7 @@ def test_kernel_crash_in_a_cell_is_recovered(graded):
     folder, rows, _ = graded
     assert scores(rows["crash"])[:3] == ("3", "3", str(MAX_POINTS))
     assert "code cell 4 (`import os`) made the kernel die" in rows["crash"]["notes"]
+    assert "code cell 5 (`exit()`) called exit(); the grader ignored it" in rows["crash"]["notes"]
 
 
 def test_kernel_crash_inside_a_test_loses_only_that_question(graded):

@@ -56,6 +56,12 @@ def setup_code(lab_name: str) -> str:
             f"backend = cloudlab.use_backend()\ncheck = checker({lab_name!r})\n")
 
 
+# Run before the set-up cell, adding no names: exit()/quit() in a cell would otherwise shut the
+# kernel down after the cell, and the next cell would be blamed for the death.
+KERNEL_SETTINGS = ("(lambda shell: setattr(shell, 'ask_exit', lambda: shell.payload_manager.write_payload("
+                   "{'source': 'ask_exit', 'keepkernel': True})))(get_ipython())")
+
+
 @dataclass
 class Limits:
     """Time limits in seconds. ``timeout`` bounds running the submission's cells."""
@@ -81,6 +87,7 @@ class Execution:
     error: str = ""
     user_expressions: dict = field(default_factory=dict)
     responsive: bool = True  # False: the kernel must be restarted
+    asked_exit: bool = False  # the code called exit() or quit()
 
 
 def _first_line(text: str, limit: int = 200) -> str:
@@ -155,8 +162,9 @@ class Kernel:
         if reply is None:
             return Execution("died" if not self.alive else "error", error or "no reply from the kernel",
                              responsive=self.alive)
+        asked_exit = any(item.get("source") == "ask_exit" for item in reply.get("payload") or [])
         return Execution("error" if error or reply.get("status") == "error" else "ok", error,
-                         reply.get("user_expressions") or {})
+                         reply.get("user_expressions") or {}, asked_exit=asked_exit)
 
     def _next_iopub(self, msg_id: str, timeout: float):
         try:
@@ -315,6 +323,7 @@ class SubmissionRun:
         except Exception as error:  # jupyter_client raises RuntimeError, TimeoutError or OSError
             self.problem(f"grader problem: the kernel did not start ({_first_line(error)})")
             return False
+        self.kernel.execute(KERNEL_SETTINGS, timeout=30, store_history=False)
         setup = self.kernel.execute(setup_code(self.master.lab_name), timeout=60, store_history=False)
         if setup.status != "ok":
             self.problem(f"grader problem: the grader's set-up cell failed ({setup.error or setup.status})")
@@ -339,6 +348,7 @@ class SubmissionRun:
 
     def _run_cells(self, sources: list[str]) -> None:
         deadline = time.monotonic() + self.limits.timeout
+        previous, previous_name = None, "the set-up"
         for number, source in enumerate(sources, start=1):
             if not source.strip():
                 continue
@@ -348,8 +358,18 @@ class SubmissionRun:
                 self.problem(f"{name} and the cells after it were not run: the notebook used up its "
                              f"{self.limits.timeout:g} s time limit")
                 return
+            if not self.kernel.alive:  # it died after the previous cell finished
+                if self.replay and self.replay[-1] is previous:
+                    self.replay.pop()
+                self.problem(f"the kernel died after {previous_name} finished")
+                if not self._restart(time.monotonic() + self.limits.timeout):
+                    self.problem("the kernel could not be restarted; the remaining cells were not run")
+                    return
+            previous, previous_name = source, name
             limit = min(self.limits.cell, remaining)
             outcome = self.kernel.execute(source, timeout=limit)
+            if outcome.asked_exit:
+                self.problem(f"{name} called exit(); the grader ignored it")
             if outcome.status == "ok":
                 self.replay.append(source)
             elif outcome.status == "error":
