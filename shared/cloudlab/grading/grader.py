@@ -44,7 +44,7 @@ DEFAULT_TIMEOUT = 300.0
 MAX_CELL_TIMEOUT = 120.0
 MAX_CASE_TIMEOUT = 60.0
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to answer an interrupt before it is restarted
-MAX_RESTARTS = 3
+MAX_RESTARTS = 8  # each death skips its cell or case, so this bounds adversarial notebooks only
 _REMOVED_VARIABLES = ("CLOUDLAB_ENDPOINT", "AWS_ENDPOINT_URL", "CLOUDLAB_ALLOW_REAL_AWS", "AWS_PROFILE",
                       "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                       "LOCALSTACK_HOST", "JPY_SESSION_NAME")
@@ -269,7 +269,8 @@ def read_submission(path: Path) -> list[str]:
     cells = notebook.get("cells")
     if not isinstance(cells, list):
         raise ValueError("not a notebook: it has no list of cells")
-    return [cell.get("source", "") for cell in cells if cell.get("cell_type") == "code"]
+    sources = [cell.get("source", "") for cell in cells if isinstance(cell, dict) and cell.get("cell_type") == "code"]
+    return [source if isinstance(source, str) else "".join(map(str, source)) for source in sources]
 
 
 class SubmissionRun:
@@ -378,7 +379,7 @@ class SubmissionRun:
             elif outcome.status == "timeout":
                 self.problem(f"{name} did not finish in {limit:g} s and was stopped")
             else:
-                self.problem(f"{name} made the kernel die (os._exit, exit() or a crash?)")
+                self.problem(f"{name} made the kernel die (os._exit or a crash?)")
             if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
                 self.problem("the kernel could not be restarted; the remaining cells were not run")
                 return
@@ -399,7 +400,7 @@ class SubmissionRun:
             elif outcome.status == "timeout":
                 case.message = f"did not finish in {limit:g} s"
             elif outcome.status == "died":
-                case.message = "the kernel died while running this test (os._exit, exit() or a crash in your code?)"
+                case.message = "the kernel died while running this test (os._exit or a crash in your code?)"
             else:
                 case.message = f"grader problem: {outcome.error}"
             if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
@@ -420,7 +421,12 @@ class SubmissionRun:
 def grade_submission(master: Master, path: str | Path, limits: Limits | None = None, name: str | None = None) -> SubmissionGrade:
     """Grade one submission against a parsed master."""
     path = Path(path)
-    return SubmissionRun(master, path, name or str(path), limits or Limits()).run()
+    run = SubmissionRun(master, path, name or str(path), limits or Limits())
+    try:
+        return run.run()
+    except Exception as error:  # a grader bug must cost this submission a reason, not the whole batch
+        run.problem(f"grader problem: {type(error).__name__}: {_first_line(error)}; grade this one by hand")
+        return run.grade
 
 
 # ---- output: gradebook, feedback, summary ---------------------------------------------------
