@@ -18,7 +18,7 @@ import pytest
 
 from cloudlab.__main__ import main as cli
 from cloudlab.grading import build, grader
-from test_lab_build import (LAB, MAKE_BUCKET, MASTER_CELLS, MAX_POINTS, PUT_GREETING, SETUP, make_notebook,
+from test_lab_build import (MAKE_BUCKET, MASTER_CELLS, MAX_POINTS, PUT_GREETING, SETUP, make_notebook,
                             write_master)
 
 REPO = Path(__file__).resolve().parents[1]

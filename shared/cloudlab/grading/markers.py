@@ -134,10 +134,6 @@ def parse_test_header(line: str, where: str) -> tuple[str, float, bool, str] | N
     raise MarkerError(f"{where}: test header {line!r} {problem}; {example}")
 
 
-def _hint_literal(hint: str) -> str:
-    return repr(hint)
-
-
 def stub_code(source: str, where: str) -> str:
     """The student version of a master code cell's source.
 
@@ -160,7 +156,7 @@ def stub_code(source: str, where: str) -> str:
             if region_start is None:
                 raise MarkerError(f"{where}: `### END SOLUTION` on line {number} has no `### BEGIN SOLUTION` before it")
             hint = " ".join(hints) or DEFAULT_HINT
-            out.append(f"{region_indent}raise NotImplementedError({_hint_literal(hint)})")
+            out.append(f"{region_indent}raise NotImplementedError({hint!r})")
             region_start = None
             continue
         if region_start is not None:
