@@ -340,6 +340,13 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+def _install_local_services(url: str) -> None:
+    """Register cloudlab's own services ahead of moto: the local Lambda service (notebook 03)."""
+    from .. import lambda_service
+
+    lambda_service.install(url)
+
+
 class EmbeddedServer:
     """An AWS endpoint on 127.0.0.1, served from this process's threads.
 
@@ -363,6 +370,7 @@ class EmbeddedServer:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="cloudlab-embedded", daemon=True)
         self._thread.start()
+        _install_local_services(self.url)
         return self
 
     def serve_forever(self) -> None:
@@ -370,6 +378,7 @@ class EmbeddedServer:
         handler = type("Handler", (_Handler,), {"dispatcher": MotoDispatcher()})
         self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
+        _install_local_services(self.url)
         self._server.serve_forever()
 
     def stop(self) -> None:
@@ -377,6 +386,9 @@ class EmbeddedServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            from .. import lambda_service
+
+            lambda_service.uninstall(self.url)
 
 
 class StockMotoServer:

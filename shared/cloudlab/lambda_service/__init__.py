@@ -1,0 +1,139 @@
+"""A local Lambda service that runs handlers the way AWS does, without Docker.
+
+Introduced in notebook 03 (cold starts). Neither moto nor LocalStack can run Lambda code
+without Docker. This package does: after ``cloudlab.use_backend()``, plain boto3 drives it::
+
+    lam = boto3.client("lambda")
+    lam.create_function(FunctionName="hello", Runtime="python3.12", Role=role_arn,
+                        Handler="app.handler", Code={"ZipFile": zip_bytes})
+    lam.invoke(FunctionName="hello", Payload=b"{}", LogType="Tail")
+
+Pieces (each module's docstring says more):
+
+- ``runtime_api``: the Runtime API the AWS runtime client polls, answered by cloudlab;
+- ``environment``: execution environments, one ``python -m awslambdaric`` process each;
+- ``service``: environments per function, cold/warm reuse, concurrency and throttling,
+  idle reclaim, REPORT lines, CloudWatch Logs copies;
+- ``async_invoke``: ``Event`` invokes with retries, destinations and dead-letter queues;
+- ``event_sources``: the SQS poller behind ``create_event_source_mapping``;
+- ``rest_api``: the Lambda API calls answered here (the rest stays moto's);
+- ``api_gateway``: ``ApiGatewayFront``, a REST API proxy in front of functions.
+
+How it plugs in: whenever an embedded emulator starts (in a kernel, in
+``python -m cloudlab backend serve``, in a grader's kernel), ``install(url)`` registers the
+Lambda API handler in ``cloudlab.backend.embedded.SERVICE_OVERRIDES`` and makes moto's own
+event sources (S3 notifications, SNS subscriptions) queue async invokes here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import zipfile
+from pathlib import Path
+
+from .environment import ExecutionEnvironment, FunctionSnapshot, InvokeOutcome, model_duration_ms
+from .service import FunctionNotFound, LambdaServiceError, LocalLambdaService, Throttled
+
+_state: dict[str, object] = {"service": None}
+_install_lock = threading.Lock()
+
+
+def install(endpoint_url: str) -> LocalLambdaService:
+    """Serve Lambda from this process for the embedded emulator at ``endpoint_url``.
+
+    Called by ``EmbeddedServer.start()``; calling it again (a second server in the same
+    process, which shares moto's state) only updates the endpoint that handlers reach.
+    """
+    from ..backend import embedded
+    from .rest_api import LambdaRestApi
+
+    with _install_lock:
+        service = _state["service"]
+        if service is None:
+            service = LocalLambdaService(endpoint_url)
+            _state["service"] = service
+            _hook_moto_event_sources()
+        else:
+            service.endpoint_url = endpoint_url
+        embedded.SERVICE_OVERRIDES["lambda"] = LambdaRestApi(service)
+        return service
+
+
+def uninstall(endpoint_url: str | None = None) -> None:
+    """Stop the service (its environments, pollers, queues), when its emulator stops."""
+    from ..backend import embedded
+
+    with _install_lock:
+        service = _state["service"]
+        if service is None or (endpoint_url is not None and service.endpoint_url != endpoint_url):
+            return
+        _state["service"] = None
+        embedded.SERVICE_OVERRIDES.pop("lambda", None)
+    service.shutdown()
+
+
+def get_service() -> LocalLambdaService:
+    """The service running in this process (notebook 03 uses it to look at environments).
+
+    Raises ``RuntimeError`` when this process is not serving the emulator, e.g. when the
+    notebook attached to ``python -m cloudlab backend serve``: then only boto3 reaches it.
+    """
+    service = _state["service"]
+    if service is None:
+        raise RuntimeError("no local Lambda service in this process: the emulator runs elsewhere "
+                           "(python -m cloudlab backend serve?) and is reached through boto3 only")
+    return service
+
+
+def _hook_moto_event_sources() -> None:
+    """Make moto's internal Lambda invokes (S3 notifications, SNS) async invokes of ours.
+
+    moto builds the S3 event (``Records[0].s3.bucket/object``, URL-encoded key, as on AWS)
+    and the SNS event, then calls ``LambdaFunction.invoke`` inside the PutObject/Publish
+    request, which needs Docker. Here that call queues an ``Event`` invoke instead, so the
+    upload returns at once and the function runs shortly after, as on AWS.
+    """
+    from moto.awslambda.models import LambdaFunction
+
+    if getattr(LambdaFunction.invoke, "_cloudlab", False):
+        return
+
+    def invoke(self, body, request_headers, response_headers):
+        service = _state["service"]
+        if service is None:
+            return b""
+        qualifier = None if str(self.version) == "$LATEST" else str(self.version)
+        payload = body.encode() if isinstance(body, str) else (body or b"{}")
+        service.async_invoker.submit(self, payload, qualifier)
+        return b""
+
+    invoke._cloudlab = True
+    LambdaFunction.invoke = invoke
+
+
+def zip_code(source: str | os.PathLike | dict[str, str], module: str = "app") -> bytes:
+    """Zip bytes for ``create_function(Code={"ZipFile": ...})`` (notebook 03).
+
+    ``source`` is a folder (zipped with its subfolders), a ``{"path/in/zip.py": text}`` dict,
+    or the source text of one module, stored as ``<module>.py``.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        if isinstance(source, dict):
+            for name, text in source.items():
+                archive.writestr(name, text)
+        elif isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source and Path(source).is_dir()):
+            folder = Path(source)
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    archive.write(path, path.relative_to(folder).as_posix())
+        else:
+            archive.writestr(f"{module}.py", source)
+    return buffer.getvalue()
+
+
+__all__ = ["install", "uninstall", "get_service", "zip_code", "LocalLambdaService", "ExecutionEnvironment",
+           "FunctionSnapshot", "InvokeOutcome", "FunctionNotFound", "Throttled", "LambdaServiceError",
+           "model_duration_ms"]

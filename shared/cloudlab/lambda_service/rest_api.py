@@ -1,0 +1,215 @@
+"""The Lambda REST API calls that the local service answers ahead of moto.
+
+Introduced in notebook 03. Plain ``boto3.client("lambda")`` against the embedded emulator
+reaches this handler first (``cloudlab.backend.embedded.SERVICE_OVERRIDES["lambda"]``).
+It answers:
+
+- ``Invoke`` (``RequestResponse``, ``Event``, ``DryRun``; ``LogType="Tail"``) and the old
+  ``InvokeAsync``;
+- the event source mapping calls (SQS sources);
+
+and looks at, then hands on to moto, the calls that change what runs: ``CreateFunction``
+and ``UpdateFunctionCode`` (a zip that does not unzip is refused as AWS refuses it),
+``UpdateFunctionConfiguration`` (``DeadLetterConfig`` is kept here; moto drops it),
+``DeleteFunction`` (its environments are stopped) and ``PutProvisionedConcurrencyConfig``
+(environments are started and initialised at once). Everything else is moto's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+import zipfile
+from urllib.parse import parse_qs, unquote
+
+from .event_sources import EventSourceMappingError
+from .service import LambdaServiceError
+
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD = 1024 * 1024
+_REGION = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/")
+_FUNCTION = r"/(?P<name>[^/]+)"
+_ROUTES = [
+    ("POST", re.compile(r"^/2015-03-31/functions/?$"), "create_function"),
+    ("POST", re.compile(r"^/2015-03-31/functions" + _FUNCTION + r"/invocations/?$"), "invoke"),
+    ("POST", re.compile(r"^/2014-11-13/functions" + _FUNCTION + r"/invoke-async/?$"), "invoke_async"),
+    ("PUT", re.compile(r"^/2015-03-31/functions" + _FUNCTION + r"/code/?$"), "update_code"),
+    ("PUT", re.compile(r"^/2015-03-31/functions" + _FUNCTION + r"/configuration/?$"), "update_configuration"),
+    ("DELETE", re.compile(r"^/2015-03-31/functions" + _FUNCTION + r"/?$"), "delete_function"),
+    ("PUT", re.compile(r"^/2019-09-30/functions" + _FUNCTION + r"/provisioned-concurrency/?$"), "provisioned"),
+    ("POST", re.compile(r"^/2015-03-31/event-source-mappings/?$"), "create_mapping"),
+    ("GET", re.compile(r"^/2015-03-31/event-source-mappings/?$"), "list_mappings"),
+    ("GET", re.compile(r"^/2015-03-31/event-source-mappings/(?P<uuid>[^/]+)/?$"), "get_mapping"),
+    ("PUT", re.compile(r"^/2015-03-31/event-source-mappings/(?P<uuid>[^/]+)/?$"), "update_mapping"),
+    ("DELETE", re.compile(r"^/2015-03-31/event-source-mappings/(?P<uuid>[^/]+)/?$"), "delete_mapping"),
+]
+
+
+def error(status: int, code: str, message: str, **fields) -> tuple[int, dict, bytes]:
+    """An AWS-shaped Lambda error: ``X-Amzn-ErrorType`` plus a JSON body."""
+    key = "Message" if code == "ResourceNotFoundException" else "message"
+    body = {"Type": "User", key: message, **fields}
+    return status, {"Content-Type": "application/json", "X-Amzn-ErrorType": code}, json.dumps(body).encode()
+
+
+def _json(status: int, document) -> tuple[int, dict, bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(document, default=str).encode()
+
+
+class LambdaRestApi:
+    """``handler(method, path, query, headers, body)`` for ``SERVICE_OVERRIDES``."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+
+    def __call__(self, method: str, path: str, query: str, headers, body: bytes):
+        for route_method, pattern, name in _ROUTES:
+            if route_method == method:
+                match = pattern.match(path)
+                if match:
+                    params = {key: unquote(value) for key, value in match.groupdict().items()}
+                    match_region = _REGION.search(headers.get("Authorization", "") or "")
+                    region = match_region.group(1) if match_region else "us-east-1"
+                    try:
+                        return getattr(self, name)(region=region, query=parse_qs(query), headers=headers,
+                                                   body=body, **params)
+                    except LambdaServiceError as failure:
+                        return error(failure.status, failure.code, failure.message, **failure.fields)
+                    except EventSourceMappingError as failure:
+                        return error(failure.status, failure.code, failure.message)
+        return None
+
+    # -- functions: look, then let moto store -------------------------------------------------
+    @staticmethod
+    def _check_zip(document: dict) -> tuple[int, dict, bytes] | None:
+        encoded = document.get("ZipFile")
+        if encoded is None:
+            return None
+        try:
+            data = base64.b64decode(encoded, validate=True)
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                if archive.testzip() is not None:
+                    raise zipfile.BadZipFile("corrupt member")
+        except (binascii.Error, zipfile.BadZipFile, ValueError):
+            return error(400, "InvalidParameterValueException",
+                         "Could not unzip uploaded file. Please check your file, then try to upload again.")
+        return None
+
+    def _remember_dead_letter(self, region: str, name: str, document: dict) -> None:
+        if "DeadLetterConfig" in document:
+            target = (document.get("DeadLetterConfig") or {}).get("TargetArn")
+            if target:
+                self.service.dead_letter_configs[(region, name)] = target
+            else:
+                self.service.dead_letter_configs.pop((region, name), None)
+
+    def create_function(self, region, body, **_):
+        try:
+            document = json.loads(body or b"{}")
+        except ValueError:
+            return None
+        refused = self._check_zip(document.get("Code") or {})
+        if refused:
+            return refused
+        self._remember_dead_letter(region, document.get("FunctionName", "").split(":")[-1], document)
+        return None
+
+    def update_code(self, region, body, name, **_):
+        try:
+            return self._check_zip(json.loads(body or b"{}"))
+        except ValueError:
+            return None
+
+    def update_configuration(self, region, body, name, **_):
+        try:
+            document = json.loads(body or b"{}")
+        except ValueError:
+            return None
+        self._remember_dead_letter(region, _plain_name(name), document)
+        return None
+
+    def delete_function(self, region, name, query, **_):
+        if not query.get("Qualifier"):
+            self.service.forget_function(_plain_name(name), region)
+        return None
+
+    def provisioned(self, region, name, query, body, **_):
+        try:
+            count = int(json.loads(body or b"{}").get("ProvisionedConcurrentExecutions", 0))
+            qualifier = (query.get("Qualifier") or [None])[0]
+            self.service.prewarm(name, count, qualifier, region)
+        except (ValueError, LambdaServiceError):
+            pass
+        return None  # moto records the setting
+
+    # -- invoke -------------------------------------------------------------------------------
+    def invoke(self, region, name, query, headers, body, **_):
+        invocation_type = headers.get("X-Amz-Invocation-Type") or "RequestResponse"
+        qualifier = (query.get("Qualifier") or [None])[0]
+        payload = body or b"{}"
+        limit = MAX_ASYNC_PAYLOAD if invocation_type == "Event" else MAX_SYNC_PAYLOAD
+        if len(payload) > limit:
+            return error(413, "RequestTooLargeException",
+                         f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
+        try:
+            json.loads(payload)
+        except ValueError as problem:
+            return error(400, "InvalidRequestContentException",
+                         f"Could not parse request body into json: Could not parse payload into json: {problem}")
+        if invocation_type == "Event":
+            request_id = self.service.invoke_async(name, payload, qualifier=qualifier, region=region)
+            return 202, {"X-Amzn-RequestId": request_id, "Content-Type": "application/json"}, b""
+        if invocation_type == "DryRun":
+            self.service.moto_function(name, qualifier, region)
+            return 204, {}, b""
+        if invocation_type != "RequestResponse":
+            return error(400, "InvalidParameterValueException", f"Unsupported InvocationType {invocation_type}")
+        client_context = headers.get("X-Amz-Client-Context")
+        if client_context:
+            try:
+                client_context = base64.b64decode(client_context).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return error(400, "InvalidParameterValueException", "Client context must be a valid Base64-encoded JSON object.")
+        outcome = self.service.invoke(name, payload, qualifier=qualifier, region=region, client_context=client_context)
+        response_headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": outcome.executed_version,
+                            "X-Amzn-RequestId": outcome.request_id}
+        if outcome.function_error:
+            response_headers["X-Amz-Function-Error"] = outcome.function_error
+        if (headers.get("X-Amz-Log-Type") or "").lower() == "tail":
+            response_headers["X-Amz-Log-Result"] = base64.b64encode(outcome.log_tail).decode()
+        return 200, response_headers, outcome.payload
+
+    def invoke_async(self, region, name, body, **_):
+        self.service.invoke_async(name, body or b"{}", region=region)
+        return _json(202, {"Status": 202})
+
+    # -- event source mappings ------------------------------------------------------------------
+    def create_mapping(self, region, body, **_):
+        return _json(202, _wire(self.service.event_source_mappings.create(json.loads(body or b"{}"), region)))
+
+    def list_mappings(self, region, query, **_):
+        rows = self.service.event_source_mappings.list((query.get("FunctionName") or [None])[0],
+                                                       (query.get("EventSourceArn") or [None])[0], region)
+        return _json(200, {"EventSourceMappings": [_wire(row) for row in rows]})
+
+    def get_mapping(self, uuid, **_):
+        return _json(200, _wire(self.service.event_source_mappings.get(uuid)))
+
+    def update_mapping(self, uuid, body, **_):
+        return _json(202, _wire(self.service.event_source_mappings.update(uuid, json.loads(body or b"{}"))))
+
+    def delete_mapping(self, uuid, **_):
+        return _json(202, _wire(self.service.event_source_mappings.delete(uuid)))
+
+
+def _wire(config: dict) -> dict:
+    return {key: value for key, value in config.items() if value is not None}
+
+
+def _plain_name(name: str) -> str:
+    if name.startswith("arn:"):
+        return name.split(":")[6]
+    return name.split(":")[0]
