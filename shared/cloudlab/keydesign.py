@@ -1,0 +1,349 @@
+"""S3 key design: a realistic upload data set, two key layouts, and measured LIST queries.
+
+Introduced in notebook 02 (S3 key design). The pieces:
+
+- :func:`make_uploads`: a deterministic, seeded data set of upload records (a month of
+  uploads by a few hundred users, with a few heavy users and busy days);
+  ``data/make_uploads.py`` writes it to CSV.
+- :data:`LAYOUTS` and :func:`key_for`: the lecture's two layouts,
+  ``uploads/{user}/{day}_...`` and ``uploads/{day}/{user}_...``.
+- :func:`load`: PUT one small object per record.
+- :func:`list_all`: the paginated ``ListObjectsV2`` loop, counting requests.
+- :func:`run_query` and :func:`plan_query`: "everything for one user" / "everything for one
+  day" on either layout, measured on the emulator (requests, objects scanned, objects
+  returned, wall time) or computed from a sorted key list (same counts, no emulator), which
+  gives the numbers for data sets too big to load.
+- :func:`hot_prefix_load`: which prefix receives the writes of the busiest second, per layout.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import json
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+PAGE_SIZE = 1000  # ListObjectsV2 returns at most 1,000 keys per request
+
+LAYOUTS = {
+    "by_user": "uploads/{user}/{day}_{upload_id}.{ext}",
+    "by_date": "uploads/{day}/{user}_{upload_id}.{ext}",
+}
+
+_KINDS = [  # extension, share of uploads, median size in bytes
+    ("jpg", 0.55, 2_400_000),
+    ("png", 0.15, 900_000),
+    ("pdf", 0.20, 350_000),
+    ("mp4", 0.10, 48_000_000),
+]
+
+
+def make_uploads(records: int = 20_000, *, users: int = 400, month: str = "2025-03", seed: int = 2025):
+    """A month of upload records as a pandas DataFrame, the same for the same arguments.
+
+    Introduced in notebook 02. Columns: ``upload_id``, ``user``, ``uploaded_at`` (ISO second,
+    UTC), ``day``, ``ext``, ``size_bytes``. The shape is realistic rather than uniform:
+
+    - user activity follows a Zipf law (exponent 1): the top three users make over a
+      quarter of all uploads, most users a handful;
+    - weekdays are busier than weekends, and two launch days get three times the traffic;
+    - uploads follow a daily cycle, peaking in the afternoon (UTC).
+
+    Only Python's ``random.Random(seed)`` is used, so the records do not depend on numpy's version.
+    """
+    import pandas as pd
+
+    rng = random.Random(seed)
+    year, mon = map(int, month.split("-"))
+    first = dt.date(year, mon, 1)
+    days = [first + dt.timedelta(days=i) for i in range(31) if (first + dt.timedelta(days=i)).month == mon]
+    launch_days = {days[9], days[23]}
+    day_weight = [(3.0 if d in launch_days else 1.0) * (0.6 if d.weekday() >= 5 else 1.0) for d in days]
+    hour_weight = [0.3 + math.exp(-((h - 15) ** 2) / 18) for h in range(24)]
+    user_names = [f"u{i:04d}" for i in range(1, users + 1)]
+    shuffled = user_names[:]
+    rng.shuffle(shuffled)  # heavy users are not simply u0001, u0002, ...
+    user_weight = [1 / (rank + 1) ** 1.0 for rank in range(users)]
+    exts, ext_weight, medians = zip(*[(e, w, m) for e, w, m in _KINDS])
+
+    who = rng.choices(shuffled, weights=user_weight, k=records)
+    which_day = rng.choices(days, weights=day_weight, k=records)
+    hours = rng.choices(range(24), weights=hour_weight, k=records)
+    kinds = rng.choices(range(len(exts)), weights=ext_weight, k=records)
+    rows = []
+    for index in range(records):
+        moment = dt.datetime.combine(which_day[index], dt.time(hours[index], rng.randrange(60), rng.randrange(60)))
+        kind = kinds[index]
+        size = max(1_000, int(medians[kind] * rng.lognormvariate(0, 0.8)))
+        rows.append((f"{rng.getrandbits(48):012x}", who[index], moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     which_day[index].isoformat(), exts[kind], size))
+    frame = pd.DataFrame(rows, columns=["upload_id", "user", "uploaded_at", "day", "ext", "size_bytes"])
+    return frame.sort_values(["uploaded_at", "upload_id"], ignore_index=True)
+
+
+def key_for(record, layout: str) -> str:
+    """The S3 key of one upload record (a dict or a DataFrame row) in ``layout``.
+
+    Introduced in notebook 02. ``layout`` is a name in :data:`LAYOUTS` or a format string
+    using the record's columns.
+    """
+    template = LAYOUTS.get(layout, layout)
+    return template.format(**{name: record[name] for name in ("user", "day", "upload_id", "ext")})
+
+
+def keys_for(records, layout: str) -> list[str]:
+    """Every record's key in ``layout``, sorted as S3 lists them (by UTF-8 bytes)."""
+    return sorted((key_for(row, layout) for row in records.to_dict("records")), key=lambda k: k.encode())
+
+
+def load(s3, bucket: str, records, layouts, *, threads: int = 1) -> int:
+    """PUT one small JSON object (the record itself) per record and layout; returns the PUT count.
+
+    Introduced in notebook 02. Writing every record under several layouts is the "duplicate
+    hierarchy" way to serve several access patterns: one PUT per record per layout.
+    ``threads > 1`` spreads the PUTs over threads, each with its own client (boto3 clients are
+    thread-safe, but one client per thread avoids sharing a connection pool); against an
+    emulator running in the same Python process, threads do not help (measured in notebook 02).
+    """
+    import boto3
+
+    if isinstance(layouts, str):
+        layouts = [layouts]
+    work = [(key_for(row, layout), json.dumps(row, separators=(",", ":")).encode())
+            for row in records.to_dict("records") for layout in layouts]
+    if threads <= 1:
+        for key, body in work:
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        return len(work)
+    local = threading.local()
+
+    def put(item):
+        if not hasattr(local, "client"):
+            local.client = boto3.session.Session().client("s3")
+        local.client.put_object(Bucket=bucket, Key=item[0], Body=item[1], ContentType="application/json")
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(put, work))
+    return len(work)
+
+
+@dataclass
+class Listing:
+    """What a paginated LIST returned: keys, common prefixes and how many requests it took."""
+
+    keys: list[str] = field(default_factory=list)
+    common_prefixes: list[str] = field(default_factory=list)
+    requests: int = 0
+
+
+def list_all(s3, bucket: str, prefix: str = "", delimiter: str | None = None, page_size: int = PAGE_SIZE) -> Listing:
+    """Every key (and CommonPrefix) under ``prefix``, following ``NextContinuationToken``.
+
+    Introduced in notebook 02. One ``ListObjectsV2`` request returns at most 1,000 keys;
+    ``requests`` counts the pages fetched, which is what AWS bills (tier-1 requests).
+    """
+    listing = Listing()
+    arguments = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+    if delimiter:
+        arguments["Delimiter"] = delimiter
+    while True:
+        page = s3.list_objects_v2(**arguments)
+        listing.requests += 1
+        listing.keys.extend(item["Key"] for item in page.get("Contents", []))
+        listing.common_prefixes.extend(item["Prefix"] for item in page.get("CommonPrefixes", []))
+        if not page.get("IsTruncated"):
+            return listing
+        arguments["ContinuationToken"] = page["NextContinuationToken"]
+
+
+# --- queries ------------------------------------------------------------------------------
+
+QUERIES = ("user", "day")
+
+
+def _matches(key: str, field_name: str, value: str, layout: str) -> bool:
+    parts = key.split("/")
+    if LAYOUTS[layout].startswith("uploads/{" + field_name + "}"):
+        return parts[1] == value
+    name = parts[2]
+    return name.startswith(value + "_")
+
+
+def query_plan(layout: str, field_name: str, value: str) -> tuple[str, str]:
+    """How a query runs on a layout: (strategy, prefix).
+
+    ``"prefix"``: the value is the first level under ``uploads/``, so one prefix LIST returns
+    exactly the matches. ``"scan"``: it is not, so the whole ``uploads/`` hierarchy is listed
+    and filtered in the client.
+    """
+    if LAYOUTS[layout].startswith("uploads/{" + field_name + "}"):
+        return "prefix", f"uploads/{value}/"
+    return "scan", "uploads/"
+
+
+def run_query(s3, bucket: str, layout: str, field_name: str, value: str) -> dict:
+    """Answer "everything for one user" or "one day" on the emulator, measured.
+
+    Introduced in notebook 02. Returns a dict with ``layout``, ``query``, ``strategy``,
+    ``list_requests``, ``objects_scanned`` (keys the LIST responses carried), ``objects_returned``
+    (keys that match) and ``seconds`` (wall time).
+    """
+    strategy, prefix = query_plan(layout, field_name, value)
+    started = time.perf_counter()
+    listing = list_all(s3, bucket, prefix)
+    found = [k for k in listing.keys if _matches(k, field_name, value, layout)]
+    seconds = time.perf_counter() - started
+    return {"layout": layout, "query": f"one {field_name}", "strategy": strategy,
+            "list_requests": listing.requests, "objects_scanned": len(listing.keys),
+            "objects_returned": len(found), "seconds": seconds}
+
+
+def plan_query(sorted_keys: list[str], layout: str, field_name: str, value: str, page_size: int = PAGE_SIZE) -> dict:
+    """The counts :func:`run_query` would measure, computed from the sorted keys alone.
+
+    Introduced in notebook 02. A LIST returns the keys that start with the prefix, in order,
+    ``page_size`` per request, so its cost depends only on how many keys share the prefix.
+    Used to size queries on data sets too large to load into an emulator.
+    """
+    strategy, prefix = query_plan(layout, field_name, value)
+    encoded = [k.encode() for k in sorted_keys] if sorted_keys and isinstance(sorted_keys[0], str) else sorted_keys
+    low = bisect.bisect_left(encoded, prefix.encode())
+    high = bisect.bisect_left(encoded, prefix.encode() + b"\xff")
+    scanned = high - low
+    returned = sum(1 for k in encoded[low:high] if _matches(k.decode(), field_name, value, layout))
+    return {"layout": layout, "query": f"one {field_name}", "strategy": strategy,
+            "list_requests": max(1, math.ceil(scanned / page_size)), "objects_scanned": scanned,
+            "objects_returned": returned}
+
+
+# --- request rates per prefix -------------------------------------------------------------
+
+PUT_LIMIT_PER_PREFIX = 3_500   # PUT/COPY/POST/DELETE per second per partitioned prefix (aws-facts.md)
+GET_LIMIT_PER_PREFIX = 5_500   # GET/HEAD per second per partitioned prefix (aws-facts.md)
+
+
+def hot_prefix_load(records, layout: str) -> dict:
+    """Where the writes of the busiest hour land, one level below ``uploads/``.
+
+    Introduced in notebook 02. Returns ``layout``, ``busiest_hour``, ``writes`` (in that hour),
+    ``prefixes_written`` (distinct first-level prefixes that hour), ``hottest_prefix``, its
+    ``hottest_share`` of the hour's writes, and ``max_total_put_rate``: the total upload rate
+    (PUT/s) at which, with the same shape of traffic, the hottest prefix reaches the
+    3,500 PUT/s per-prefix limit.
+    """
+    hours = records["uploaded_at"].str.slice(0, 13)
+    busiest = hours.value_counts().sort_index().idxmax()
+    in_hour = records[hours == busiest]
+    first_level = in_hour["user"] if LAYOUTS[layout].startswith("uploads/{user}") else in_hour["day"]
+    counts = first_level.value_counts()
+    share = counts.iloc[0] / len(in_hour)
+    return {"layout": layout, "busiest_hour": busiest + ":00Z", "writes": len(in_hour),
+            "prefixes_written": int(counts.size), "hottest_prefix": f"uploads/{counts.index[0]}/",
+            "hottest_share": round(float(share), 3),
+            "max_total_put_rate": int(PUT_LIMIT_PER_PREFIX / share)}
+
+
+# --- watching the requests of one client --------------------------------------------------
+
+class InFlight:
+    """Counts the requests of one client that are in flight at once, by operation.
+
+    Introduced in notebook 02 (multipart uploads run parts concurrently)::
+
+        with InFlight(s3, "UploadPart") as watch:
+            s3.upload_file(...)
+        watch.peak          # most UploadPart requests in flight at the same moment
+    """
+
+    def __init__(self, client, operation: str) -> None:
+        self.client, self.operation = client, operation
+        self.now = self.peak = self.sent = 0
+        self._lock = threading.Lock()
+
+    def _before(self, **_) -> None:
+        with self._lock:
+            self.now += 1
+            self.sent += 1
+            self.peak = max(self.peak, self.now)
+
+    def _after(self, **_) -> None:
+        with self._lock:
+            self.now -= 1
+
+    def __enter__(self) -> "InFlight":
+        events = self.client.meta.events
+        events.register(f"before-send.s3.{self.operation}", self._before, unique_id=f"inflight-b-{id(self)}")
+        events.register(f"response-received.s3.{self.operation}", self._after, unique_id=f"inflight-a-{id(self)}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        events = self.client.meta.events
+        events.unregister(f"before-send.s3.{self.operation}", unique_id=f"inflight-b-{id(self)}")
+        events.unregister(f"response-received.s3.{self.operation}", unique_id=f"inflight-a-{id(self)}")
+
+
+class FailOnce:
+    """Makes the first attempt of one request fail with HTTP 500 ``InternalError``, as a
+    network or server fault would; botocore's retry handler then sends it again.
+
+    Introduced in notebook 02 (what a retried multipart part costs)::
+
+        with FailOnce(s3, "UploadPart", lambda params: params["PartNumber"] == 3):
+            s3.upload_file(...)
+
+    The failure is made in the client (a ``before-send`` hook answers instead of the
+    network), so every emulator sees the same fault.
+    """
+
+    def __init__(self, client, operation: str, match=lambda params: True) -> None:
+        self.client, self.operation, self.match = client, operation, match
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    def _before_send(self, request, **_):
+        from botocore.awsrequest import AWSResponse
+
+        context = getattr(request, "context", {}) or {}
+        if not self.match(context.get("cloudlab_params", {})):
+            return None
+        with self._lock:
+            if self.failed:
+                return None
+            self.failed += 1
+        body = b"<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>"
+        return AWSResponse(request.url, 500, {"Content-Type": "application/xml"}, _Raw(body))
+
+    def _remember(self, params, context, **_) -> None:  # the call's own parameters, before serialisation
+        context["cloudlab_params"] = dict(params)
+
+    def __enter__(self) -> "FailOnce":
+        events = self.client.meta.events
+        events.register(f"before-parameter-build.s3.{self.operation}", self._remember, unique_id=f"failonce-p-{id(self)}")
+        events.register(f"before-send.s3.{self.operation}", self._before_send, unique_id=f"failonce-s-{id(self)}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        events = self.client.meta.events
+        events.unregister(f"before-parameter-build.s3.{self.operation}", unique_id=f"failonce-p-{id(self)}")
+        events.unregister(f"before-send.s3.{self.operation}", unique_id=f"failonce-s-{id(self)}")
+
+
+class _Raw:
+    """The minimal raw-response object botocore reads a body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_):
+        yield self._body
+
+
+__all__ = ["LAYOUTS", "PAGE_SIZE", "QUERIES", "PUT_LIMIT_PER_PREFIX", "GET_LIMIT_PER_PREFIX", "make_uploads",
+           "key_for", "keys_for", "load", "Listing", "list_all", "query_plan", "run_query", "plan_query",
+           "hot_prefix_load", "InFlight", "FailOnce"]
