@@ -25,7 +25,7 @@ import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
-from . import presign
+from . import iam_auth, presign
 
 HEALTH_PATH = "/_cloudlab/health"
 DEFAULT_REGION = "us-east-1"
@@ -92,6 +92,7 @@ class MotoDispatcher:
         from . import speedups
 
         speedups.apply()
+        iam_auth.install()
         self._service_patterns = backend_index.backend_url_patterns
         self._backend_for_host: dict[str, str | None] = {}
         self._routes: dict[str, list[tuple[re.Pattern, object]]] = {}
@@ -298,7 +299,8 @@ class _Handler(socketserver.StreamRequestHandler):
             reset_all_state()
             return 200, {"Content-Type": "application/json"}, b'{"status": "ok"}'
         service, region = service_and_region(headers, path, query)
-        if service == "s3" and presign.is_presigned(query):
+        presigned = service == "s3" and presign.is_presigned(query)
+        if presigned:
             try:
                 presign.verify(method, path, query, headers)
             except presign.PresignedUrlRejected as rejection:
@@ -310,7 +312,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 answer = override(method, path, query, headers, body)
                 if answer is not None:
                     return answer
-            return self.dispatcher.dispatch(method, url, headers, body)
+            with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' keys only
+                return self.dispatcher.dispatch(method, url, headers, body)
         except Exception as error:  # an emulator bug must not take the server down
             logging.getLogger("cloudlab.embedded").exception("emulator error")
             return 500, {}, _error_xml("InternalError", f"{type(error).__name__}: {error}")
