@@ -98,6 +98,7 @@ class MotoDispatcher:
         self._routes: dict[str, list[tuple[re.Pattern, object]]] = {}
         self._lock = threading.Lock()
         self._dynamodb_write_lock = threading.Lock()
+        self._s3_conditional_lock = threading.Lock()
 
     def _routes_for(self, host: str):
         if host not in self._backend_for_host:
@@ -134,6 +135,10 @@ class MotoDispatcher:
         """
         if host.startswith("dynamodb.") and headers.get("X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_WRITES:
             return self._dynamodb_write_lock
+        # S3 conditional writes (If-None-Match: *, If-Match: ETag; notebook 02): moto checks the
+        # condition, then stores, with no lock between; S3 lets exactly one racing writer win.
+        if host == "s3.amazonaws.com" and ("If-None-Match" in headers or "If-Match" in headers):
+            return self._s3_conditional_lock
         return _NO_LOCK
 
     def dispatch(self, method: str, url: str, headers, body: bytes) -> tuple[int, dict, bytes]:
