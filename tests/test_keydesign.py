@@ -128,3 +128,15 @@ def test_multipart_in_flight_and_one_failed_part_retried(s3, tmp_path):
     head = s3.head_object(Bucket=bucket, Key="big.bin")
     assert head["ContentLength"] == path.stat().st_size and head["ETag"].endswith('-3"')
     assert s3.get_object(Bucket=bucket, Key="big.bin")["Body"].read() == path.read_bytes()
+
+
+def test_fresh_iam_user_can_be_recreated():
+    cloudlab.use_backend()
+    iam = boto3.client("iam")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+    first = kd.fresh_iam_user(iam, "test-kd-user", policy)
+    again = kd.fresh_iam_user(iam, "test-kd-user", policy)
+    assert first["aws_access_key_id"] != again["aws_access_key_id"]
+    keys = iam.list_access_keys(UserName="test-kd-user")["AccessKeyMetadata"]
+    assert [k["AccessKeyId"] for k in keys] == [again["aws_access_key_id"]]
+    assert iam.list_user_policies(UserName="test-kd-user")["PolicyNames"] == ["least-privilege"]
