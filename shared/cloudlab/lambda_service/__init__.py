@@ -33,6 +33,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+from .api_gateway import ApiGatewayFront
 from .environment import ExecutionEnvironment, FunctionSnapshot, InvokeOutcome, model_duration_ms
 from .service import FunctionNotFound, LambdaServiceError, LocalLambdaService, Throttled
 
@@ -134,6 +135,6 @@ def zip_code(source: str | os.PathLike | dict[str, str], module: str = "app") ->
     return buffer.getvalue()
 
 
-__all__ = ["install", "uninstall", "get_service", "zip_code", "LocalLambdaService", "ExecutionEnvironment",
+__all__ = ["ApiGatewayFront", "install", "uninstall", "get_service", "zip_code", "LocalLambdaService", "ExecutionEnvironment",
            "FunctionSnapshot", "InvokeOutcome", "FunctionNotFound", "Throttled", "LambdaServiceError",
            "model_duration_ms"]

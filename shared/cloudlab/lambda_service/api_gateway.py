@@ -1,0 +1,274 @@
+"""An API Gateway REST API (Lambda proxy integration) on loopback, in front of functions.
+
+Introduced in notebook 03 (event shapes from API Gateway). ``ApiGatewayFront`` is a small
+HTTP server on 127.0.0.1 that does what a REST API with ``AWS_PROXY`` integrations does:
+
+- matches ``METHOD /resource/{param}/{proxy+}`` routes (``ANY`` matches every method);
+- turns the request into the v1 proxy event (``resource``, ``path``, ``httpMethod``,
+  ``headers``/``multiValueHeaders``, ``queryStringParameters``/``multiValue...``,
+  ``pathParameters``, ``requestContext``, ``body``, ``isBase64Encoded``);
+- invokes the function through the Lambda API (plain boto3, so it works whether the emulator
+  runs in this process or in ``python -m cloudlab backend serve``);
+- turns ``{"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}`` back
+  into the HTTP response; a function error or a malformed answer is ``502
+  {"message": "Internal server error"}``, as on AWS; a throttled function is ``429``;
+- throttles each route with a token bucket (``rate`` requests per second, ``burst``), as a
+  usage plan / stage throttle does: over it, ``429 {"message": "Too Many Requests"}`` with a
+  ``Retry-After`` header (seconds until a token is back; AWS itself sends no Retry-After).
+
+    front = ApiGatewayFront({"GET /items/{id}": "items-fn"}, rate_limits={"GET /items/{id}": (5, 10)}).start()
+    urllib.request.urlopen(front.url + "/items/42")   # front.url ends with the stage, /prod
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import socket
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+_REASONS = {code: reason for code, (reason, _) in BaseHTTPRequestHandler.responses.items()}
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; ``take()`` answers (allowed, seconds to wait)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = float(rate), max(1, int(burst))
+        self.tokens = float(self.burst)
+        self.updated = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[bool, float]:
+        with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True, 0.0
+            return False, (1 - self.tokens) / self.rate if self.rate > 0 else 60.0
+
+
+class Route:
+    def __init__(self, spec: str, function: str) -> None:
+        method, _, resource = spec.strip().partition(" ")
+        self.method, self.resource, self.function = method.upper(), resource or "/", function
+        pattern = ""
+        self.literal_segments = 0
+        self.greedy = False
+        for segment in self.resource.strip("/").split("/") if self.resource.strip("/") else []:
+            if segment.startswith("{") and segment.endswith("+}"):
+                pattern += f"/(?P<{segment[1:-2]}>.+)"
+                self.greedy = True
+            elif segment.startswith("{") and segment.endswith("}"):
+                pattern += f"/(?P<{segment[1:-1]}>[^/]+)"
+            else:
+                pattern += "/" + re.escape(segment)
+                self.literal_segments += 1
+        self.regex = re.compile("^" + (pattern or "/") + "/?$")
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.resource}"
+
+    def match(self, method: str, path: str):
+        if self.method not in ("ANY", method):
+            return None
+        return self.regex.match(path)
+
+
+class ApiGatewayFront:
+    """A REST API proxy in front of Lambda functions, on 127.0.0.1 (see the module docstring)."""
+
+    def __init__(self, routes: dict[str, str], *, stage: str = "prod", rate_limits: dict | None = None,
+                 default_rate_limit: tuple[float, int] | None = None, port: int = 0,
+                 lambda_client=None, integration_timeout: float = 29.0) -> None:
+        self.routes = sorted((Route(spec, fn) for spec, fn in routes.items()),
+                             key=lambda r: (r.greedy, -r.literal_segments, r.method == "ANY"))
+        self.stage = stage.strip("/")
+        self.buckets = {Route(spec, "").key: TokenBucket(*limit) for spec, limit in (rate_limits or {}).items()}
+        self.default_rate_limit = default_rate_limit
+        self.port = port
+        self.integration_timeout = integration_timeout
+        self._client = lambda_client
+        self._server: ThreadingHTTPServer | None = None
+        self.api_id = uuid.uuid4().hex[:10]
+        self.requests: list[dict] = []  # (route, status) per request, for notebooks and tests
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.stage}"
+
+    def _lambda(self):
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client("lambda", config=Config(
+                retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=self.integration_timeout + 1))
+        return self._client
+
+    def start(self) -> "ApiGatewayFront":
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, *args):
+                pass
+
+            def _serve(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, headers, payload = front.handle(self.command, self.path, self.headers, body,
+                                                        self.client_address[0])
+                lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}"]
+                names = set()
+                for name, value in headers:
+                    names.add(name.lower())
+                    lines.append(f"{name}: {value}")
+                if "content-type" not in names:
+                    lines.append("Content-Type: application/json")
+                lines.append(f"Content-Length: {len(payload)}")
+                self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self._server = Server(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name="cloudlab-api-gateway", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "ApiGatewayFront":
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- one request ------------------------------------------------------------------------------
+    def handle(self, method: str, target: str, headers, body: bytes, source_ip: str = "127.0.0.1"):
+        """(status, [(header, value)], body) for one HTTP request."""
+        parts = urlsplit(target)
+        path = parts.path
+        prefix = f"/{self.stage}"
+        if not (path == prefix or path.startswith(prefix + "/")):
+            return self._answer(None, 403, {"message": "Forbidden"})
+        path = path[len(prefix):] or "/"
+        route = match = None
+        for candidate in self.routes:
+            match = candidate.match(method, path)
+            if match:
+                route = candidate
+                break
+        if route is None:
+            return self._answer(None, 403, {"message": "Missing Authentication Token"})
+        bucket = self.buckets.get(route.key)
+        if bucket is None and self.default_rate_limit:
+            bucket = self.buckets.setdefault(route.key, TokenBucket(*self.default_rate_limit))
+        if bucket is not None:
+            allowed, wait = bucket.take()
+            if not allowed:
+                return self._answer(route, 429, {"message": "Too Many Requests"},
+                                    [("Retry-After", str(max(1, math.ceil(wait))))])
+        event = self.event(method, path, parts.query, headers, body, route, match, source_ip)
+        from botocore.exceptions import ClientError, ReadTimeoutError
+
+        try:
+            answer = self._lambda().invoke(FunctionName=route.function, Payload=json.dumps(event).encode())
+        except ReadTimeoutError:
+            return self._answer(route, 504, {"message": "Endpoint request timed out"})
+        except ClientError as failure:
+            if failure.response["Error"]["Code"] == "TooManyRequestsException":
+                return self._answer(route, 429, {"message": "Too Many Requests"}, [("Retry-After", "1")])
+            return self._answer(route, 502, {"message": "Internal server error"})
+        raw = answer["Payload"].read()
+        if answer.get("FunctionError"):
+            return self._answer(route, 502, {"message": "Internal server error"})
+        return self._from_proxy_result(route, raw)
+
+    def _answer(self, route, status: int, document: dict, extra: list | None = None):
+        self.requests.append({"route": route.key if route else None, "status": status})
+        headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", str(uuid.uuid4()))] + (extra or [])
+        if status in (403, 429, 502, 504):
+            headers.append(("x-amzn-ErrorType", {403: "MissingAuthenticationTokenException", 429: "TooManyRequestsException",
+                                                 502: "InternalServerErrorException", 504: "IntegrationTimeout"}[status]))
+        return status, headers, json.dumps(document).encode()
+
+    def _from_proxy_result(self, route, raw: bytes):
+        try:
+            result = json.loads(raw)
+            status = int(result["statusCode"])
+            headers = [(str(k), str(v)) for k, v in (result.get("headers") or {}).items()]
+            for name, values in (result.get("multiValueHeaders") or {}).items():
+                headers += [(str(name), str(value)) for value in values]
+            body = result.get("body")
+            if body is None:
+                payload = b""
+            elif result.get("isBase64Encoded"):
+                payload = base64.b64decode(body)
+            elif isinstance(body, str):
+                payload = body.encode()
+            else:
+                raise TypeError("body must be a string")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return self._answer(route, 502, {"message": "Internal server error"})  # "Malformed Lambda proxy response"
+        self.requests.append({"route": route.key, "status": status})
+        return status, headers, payload
+
+    def event(self, method, path, query, headers, body, route, match, source_ip) -> dict:
+        """The v1 REST API proxy event for one request."""
+        single, multi = {}, {}
+        for name, value in headers.items():
+            single[name] = value
+            multi.setdefault(name, []).append(value)
+        parsed = parse_qs(query, keep_blank_values=True)
+        text_body, encoded = None, False
+        if body:
+            try:
+                text_body = body.decode("utf-8")
+            except UnicodeDecodeError:
+                text_body, encoded = base64.b64encode(body).decode(), True
+        now = time.time()
+        request_id = str(uuid.uuid4())
+        return {
+            "resource": route.resource,
+            "path": path,
+            "httpMethod": method,
+            "headers": single or None,
+            "multiValueHeaders": multi or None,
+            "queryStringParameters": {k: v[-1] for k, v in parsed.items()} or None,
+            "multiValueQueryStringParameters": parsed or None,
+            "pathParameters": match.groupdict() or None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourceId": route.key.replace(" ", ""), "resourcePath": route.resource, "httpMethod": method,
+                "extendedRequestId": request_id, "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                "path": f"/{self.stage}{path}", "accountId": "123456789012", "protocol": "HTTP/1.1",
+                "stage": self.stage, "domainPrefix": self.api_id, "requestTimeEpoch": int(now * 1000),
+                "requestId": request_id, "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent")},
+                "domainName": f"127.0.0.1:{self.port}", "apiId": self.api_id,
+            },
+            "body": text_body,
+            "isBase64Encoded": encoded,
+        }
