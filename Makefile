@@ -49,6 +49,7 @@ test-fast: $(STAMP)  ## unit tests only
 
 bench: $(STAMP)  ## print the performance figures
 	$(PY) bench/backend_rate.py
+	$(PY) bench/lambda_overhead.py
 
 clean:  ## remove generated files (keeps .venv)
 	rm -rf .cloudlab-test grades build .pytest_cache

@@ -183,6 +183,7 @@ class ExecutionEnvironment:
         self.process: subprocess.Popen | None = None
         self.invocations = 0
         self.init_ms: float | None = None
+        self._cpu_seen: float | None = None
         self.dead = False
         self.created = self.last_used = time.monotonic()
         self.log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{snapshot.version}]{self.id}"
@@ -266,6 +267,7 @@ class ExecutionEnvironment:
                 self.api.next_pending = True
                 if cold and self.init_ms is None:
                     self.init_ms = (time.monotonic() - self._spawned) * 1000
+                    self._cpu_seen = _proc_stats(self.process.pid)[1]
                 return None
             if request.path == INIT_ERROR_PATH:
                 self.api.respond(202, b'{"status":"OK"}')
@@ -296,7 +298,7 @@ class ExecutionEnvironment:
             failure = self._await_next(deadline, request_id, cold, log_start)
             if failure is not None:
                 return failure
-        _, cpu_before = _proc_stats(self.process.pid)
+        cpu_before = self._cpu_seen  # CPU used up to the end of the previous invoke (one /proc read per invoke)
         self._log(f"START RequestId: {request_id} Version: {snap.version}\n")
         started = time.monotonic()
         deadline = started + snap.timeout_s
@@ -349,6 +351,7 @@ class ExecutionEnvironment:
         snap = self.snapshot
         duration_ms = (time.monotonic() - started) * 1000
         peak_mb, cpu_after = (None, None) if self.dead else _proc_stats(self.process.pid)
+        self._cpu_seen = cpu_after
         if peak_mb is not None and peak_mb > snap.memory_mb and status in ("ok", "error"):
             self.kill()
             status, error_type = "oom", "Runtime.OutOfMemory"

@@ -123,6 +123,9 @@ class LocalLambdaService:
         self._reaper: threading.Thread | None = None
         self._clients: dict[tuple[str, str], object] = {}
         self._clients_lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self._log_batch: list[tuple] = []
+        self._log_thread: threading.Thread | None = None
         from .async_invoke import AsyncInvoker
         from .event_sources import EventSourceMappings
 
@@ -399,22 +402,41 @@ class LocalLambdaService:
 
     # -- logs ---------------------------------------------------------------------------------------
     def _ship_logs(self, snapshot: FunctionSnapshot, env: ExecutionEnvironment, outcome: InvokeOutcome) -> None:
-        """Copy the invoke's log lines into CloudWatch Logs (/aws/lambda/<name>) on the emulator."""
+        """Queue the invoke's log lines for CloudWatch Logs (/aws/lambda/<name>) on the emulator.
+
+        A background thread copies them in batches, about every 0.2 s, off the invoke's path.
+        """
+        with self._log_lock:
+            self._log_batch.append((snapshot.account, snapshot.region, snapshot.log_group, env.log_stream,
+                                    int(time.time() * 1000), outcome.log))
+            if self._log_thread is None or not self._log_thread.is_alive():
+                self._log_thread = threading.Thread(target=self._log_loop, name="cloudlab-lambda-logs", daemon=True)
+                self._log_thread.start()
+
+    def flush_logs(self) -> None:
+        """Copy queued log lines into CloudWatch Logs now."""
+        with self._log_lock:
+            batch, self._log_batch = self._log_batch, []
+        if not batch:
+            return
         try:
             from moto.logs.models import logs_backends
 
-            backend = logs_backends[snapshot.account][snapshot.region]
-            group, stream = snapshot.log_group, env.log_stream
-            if group not in backend.groups:
-                backend.create_log_group(group, {})
-            if stream not in backend.groups[group].streams:
-                backend.create_log_stream(group, stream)
-            now = int(time.time() * 1000)
-            lines = [line for line in outcome.log.decode("utf-8", "replace").split("\n") if line]
-            if lines:
-                backend.put_log_events(group, stream, [{"timestamp": now, "message": line} for line in lines])
+            for account, region, group, stream, stamp, log in batch:
+                backend = logs_backends[account][region]
+                if group not in backend.groups:
+                    backend.create_log_group(group, {})
+                if stream not in backend.groups[group].streams:
+                    backend.create_log_stream(group, stream)
+                lines = [line for line in log.decode("utf-8", "replace").split("\n") if line]
+                if lines:
+                    backend.put_log_events(group, stream, [{"timestamp": stamp, "message": line} for line in lines])
         except Exception:
             pass  # logs are a convenience; an invoke never fails because of them
+
+    def _log_loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self.flush_logs()
 
     # -- clients to the emulator, for destinations and pollers ---------------------------------------
     def client(self, service: str, region: str | None = None):
