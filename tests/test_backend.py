@@ -245,3 +245,13 @@ def test_embedded_server_keeps_s3_keys_exactly(key):
     assert key in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=key[:3])["Contents"]]
     s3.copy_object(Bucket=bucket, Key=key + ".copy", CopySource={"Bucket": bucket, "Key": key})
     assert s3.get_object(Bucket=bucket, Key=key + ".copy")["Body"].read() == key.encode()
+
+
+def test_clean_empties_buckets_of_more_than_one_page():
+    backend = cloudlab.use_backend()
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="nbcc-many")
+    for number in range(1005):  # more than one page of list_object_versions
+        s3.put_object(Bucket="nbcc-many", Key=f"k/{number:05d}", Body=b"")
+    assert backend.clean("nbcc-")["buckets"] == 1
+    assert "nbcc-many" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}

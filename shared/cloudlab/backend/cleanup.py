@@ -7,12 +7,13 @@ from botocore.exceptions import ClientError
 
 
 def _empty_and_delete_bucket(s3, bucket: str) -> None:
-    paginator = s3.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket):
-        entries = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                   for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-        for start in range(0, len(entries), 1000):
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": entries[start:start + 1000], "Quiet": True})
+    # List every page before deleting: moto's list_object_versions returns nothing once the
+    # key in its KeyMarker has been deleted, so deleting while paging stops after page one.
+    entries = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+               for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
+               for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+    for start in range(0, len(entries), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": entries[start:start + 1000], "Quiet": True})
     for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
         s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
     s3.delete_bucket(Bucket=bucket)
