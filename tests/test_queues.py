@@ -1,0 +1,188 @@
+"""cloudlab.queues (notebook 04) against the embedded backend. No timing assertions beyond
+"the message came back": waits poll for an outcome with a generous limit."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import boto3
+import pytest
+
+import cloudlab
+from cloudlab import queues
+
+
+@pytest.fixture
+def aws():
+    cloudlab.use_backend()
+    return boto3.client("sqs"), boto3.client("dynamodb")
+
+
+def name(prefix: str) -> str:
+    return f"tq-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_message_reaches_the_dlq_after_max_receive_count_and_is_replayed(aws):
+    sqs, _ = aws
+    dlq, dlq_arn = queues.create_queue(sqs, name("dlq"))
+    main, _ = queues.create_queue(sqs, name("main"), VisibilityTimeout=1, dlq_arn=dlq_arn, max_receive_count=2)
+    sqs.send_message(QueueUrl=main, MessageBody="poison",
+                     MessageAttributes={"kind": {"DataType": "String", "StringValue": "order"}})
+    counts = []
+    for _ in range(2):  # two receives without a delete: a consumer that fails each time
+        message = queues.wait_until(lambda: sqs.receive_message(QueueUrl=main, AttributeNames=["All"],
+                                                                WaitTimeSeconds=1).get("Messages"), timeout=10)[0]
+        counts.append(int(message["Attributes"]["ApproximateReceiveCount"]))
+    assert counts == [1, 2]
+    # the third attempt finds nothing: on that receive the message moves to the DLQ instead
+    time.sleep(1.1)
+    assert sqs.receive_message(QueueUrl=main, WaitTimeSeconds=1).get("Messages") is None
+    dead = queues.wait_until(lambda: sqs.receive_message(QueueUrl=dlq, VisibilityTimeout=0,
+                                                         WaitTimeSeconds=1).get("Messages"), timeout=10)
+    assert [m["Body"] for m in dead] == ["poison"]
+    assert queues.queue_counts(sqs, main) == {"visible": 0, "in_flight": 0, "delayed": 0}
+
+    assert queues.replay_dlq(sqs, dlq, main) == {"moved": 1, "kept": 0}
+    assert queues.queue_counts(sqs, dlq)["visible"] + queues.queue_counts(sqs, dlq)["in_flight"] == 0
+    back = sqs.receive_message(QueueUrl=main, AttributeNames=["All"], MessageAttributeNames=["All"],
+                               WaitTimeSeconds=1)["Messages"][0]
+    assert back["Body"] == "poison" and back["Attributes"]["ApproximateReceiveCount"] == "1"
+    assert back["MessageAttributes"]["kind"]["StringValue"] == "order"
+
+
+def test_replay_keeps_what_the_fix_cannot_handle_visible_in_the_dlq(aws):
+    sqs, _ = aws
+    dlq, _ = queues.create_queue(sqs, name("dlq"))
+    main, _ = queues.create_queue(sqs, name("main"))
+    for body in ("ok-1", "still-bad", "ok-2"):
+        sqs.send_message(QueueUrl=dlq, MessageBody=body)
+    result = queues.replay_dlq(sqs, dlq, main, accept=lambda body: body.startswith("ok"))
+    assert result == {"moved": 2, "kept": 1}
+    assert sorted(queues.drain(sqs, main)) == ["ok-1", "ok-2"]
+    assert queues.drain(sqs, dlq) == ["still-bad"]  # visible again at once, not hidden for 30 s
+
+
+def test_crashed_consumer_leaves_the_message_for_the_next_one(aws):
+    sqs, _ = aws
+    url, _ = queues.create_queue(sqs, name("crash"), VisibilityTimeout=1)
+    sqs.send_message(QueueUrl=url, MessageBody="job-1")
+    timeline = queues.Timeline()
+    done = []
+    first = queues.Consumer(sqs, url, done.append, name="A", timeline=timeline, crash=lambda body, n: True).run()
+    assert first.crashed and done == []
+    second = queues.Consumer(sqs, url, done.append, name="B", timeline=timeline).run(seconds=5, until_idle=False)
+    assert done == ["job-1"] and second.deleted == 1
+    kinds = [(lane, kind) for lane, kind, _ in timeline.rows()]
+    assert kinds == [("A", "receive"), ("A", "crash"), ("B", "receive"), ("B", "delete")]
+    assert "receive #2" in timeline.rows()[2][2]
+
+
+def test_lost_delete_means_a_duplicate_delivery(aws):
+    sqs, _ = aws
+    url, _ = queues.create_queue(sqs, name("lost"), VisibilityTimeout=1)
+    sqs.send_message(QueueUrl=url, MessageBody="email-1")
+    done = []
+    consumer = queues.Consumer(sqs, url, done.append, lose_delete=lambda body, n: n == 1)
+    consumer.run(seconds=4, until_idle=False)
+    assert done == ["email-1", "email-1"] and consumer.deleted == 1
+
+
+def test_heartbeat_keeps_a_long_job_invisible(aws):
+    sqs, _ = aws
+    url, _ = queues.create_queue(sqs, name("hb"), VisibilityTimeout=1)
+    sqs.send_message(QueueUrl=url, MessageBody="long")
+    message = sqs.receive_message(QueueUrl=url)["Messages"][0]
+    with queues.Heartbeat(sqs, url, message["ReceiptHandle"], every=0.4, extend_to=1) as beat:
+        time.sleep(2.5)  # 2.5x the visibility timeout
+        assert sqs.receive_message(QueueUrl=url).get("Messages") is None
+    assert beat.beats >= 3
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert queues.queue_counts(sqs, url) == {"visible": 0, "in_flight": 0, "delayed": 0}
+
+
+def test_idempotency_store_runs_once_under_concurrent_duplicates(aws):
+    _, dynamodb = aws
+    table = queues.create_key_table(dynamodb, name("idem"))
+    store = queues.IdempotencyStore(dynamodb, table)
+    runs = []
+    lock = threading.Lock()
+
+    def charge():
+        with lock:
+            runs.append(1)
+        time.sleep(0.05)
+        return {"charged": 10}
+
+    outcomes = []
+
+    def deliver():
+        client = boto3.client("dynamodb")
+        try:
+            outcomes.append(queues.IdempotencyStore(client, table).run_once("order-1", charge))
+        except queues.AlreadyInProgress:
+            outcomes.append("in progress")
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(runs) == 1
+    assert outcomes.count(({"charged": 10}, False)) == 1
+    assert store.run_once("order-1", charge) == ({"charged": 10}, True)
+    assert len(runs) == 1
+
+
+def test_idempotency_store_releases_the_key_when_the_work_fails(aws):
+    _, dynamodb = aws
+    store = queues.IdempotencyStore(dynamodb, queues.create_key_table(dynamodb, name("idem")))
+
+    def boom():
+        raise ValueError("downstream down")
+
+    with pytest.raises(ValueError):
+        store.run_once("k", boom)
+    assert store.run_once("k", lambda: 7) == (7, False)
+
+
+def test_idempotency_key_is_logical_identity():
+    a = queues.idempotency_key("charge", order_id="o-1", amount=10)
+    assert a == queues.idempotency_key("charge", amount=10, order_id="o-1")
+    assert a != queues.idempotency_key("charge", order_id="o-1", amount=11)
+    assert a != queues.idempotency_key("refund", order_id="o-1", amount=10)
+
+
+def test_buffering_run_absorbs_a_spike_and_drains(aws):
+    sqs, _ = aws
+    url, _ = queues.create_queue(sqs, name("buf"))
+    frame = queues.buffering_run(sqs, url, [10, 50, 50, 10, 10, 10, 10, 10, 10, 10], capacity=20)
+    assert list(frame["depth"]) == [0, 30, 60, 50, 40, 30, 20, 10, 0, 0]
+    assert list(frame["rejected_if_sync"])[:3] == [0, 30, 30]
+    assert frame["processed"].sum() == frame["arrivals"].sum()
+
+
+def test_drain_time_counts_every_message(aws):
+    url, _ = queues.create_queue(aws[0], name("drain"))
+    seconds = queues.drain_time(lambda: boto3.client("sqs"), url, backlog=12, consumers=3, work_seconds=0.01)
+    assert seconds > 0 and queues.queue_counts(aws[0], url)["visible"] == 0
+
+
+def test_poll_for_counts_empty_receives(aws):
+    sqs, _ = aws
+    url, _ = queues.create_queue(sqs, name("poll"))
+    counts = queues.poll_for(sqs, url, 0.5, pause=0.05)
+    assert counts["receives"] == counts["empty"] >= 3 and counts["messages"] == 0
+
+
+def test_oldest_message_age_and_topic_policy(aws):
+    sqs, _ = aws
+    url, arn = queues.create_queue(sqs, name("age"))
+    assert queues.oldest_message_age(sqs, url) is None
+    sqs.send_message(QueueUrl=url, MessageBody="x")
+    time.sleep(0.3)
+    assert 0.2 <= queues.oldest_message_age(sqs, url) < 30
+    policy = json.loads(queues.topic_policy(arn, "arn:aws:sns:us-east-1:123456789012:t"))
+    assert policy["Statement"][0]["Resource"] == arn
