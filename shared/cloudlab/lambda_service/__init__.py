@@ -39,13 +39,14 @@ from .service import FunctionNotFound, LambdaServiceError, LocalLambdaService, T
 
 _state: dict[str, object] = {"service": None}
 _install_lock = threading.Lock()
+_servers: list[str] = []  # URLs of the running embedded servers of this process
 
 
 def install(endpoint_url: str) -> LocalLambdaService:
     """Serve Lambda from this process for the embedded emulator at ``endpoint_url``.
 
-    Called by ``EmbeddedServer.start()``; calling it again (a second server in the same
-    process, which shares moto's state) only updates the endpoint that handlers reach.
+    Called by ``EmbeddedServer.start()``. Servers in one process share moto's state, so they
+    share one service too; handlers reach the most recently started server still running.
     """
     from ..backend import embedded
     from .rest_api import LambdaRestApi
@@ -56,20 +57,27 @@ def install(endpoint_url: str) -> LocalLambdaService:
             service = LocalLambdaService(endpoint_url)
             _state["service"] = service
             _hook_moto_event_sources()
-        else:
-            service.endpoint_url = endpoint_url
+        _servers.append(endpoint_url)
+        service.endpoint_url = endpoint_url
         embedded.SERVICE_OVERRIDES["lambda"] = LambdaRestApi(service)
         return service
 
 
 def uninstall(endpoint_url: str | None = None) -> None:
-    """Stop the service (its environments, pollers, queues), when its emulator stops."""
+    """A server stopped: stop the service (environments, pollers, queues) once none is left."""
     from ..backend import embedded
 
     with _install_lock:
         service = _state["service"]
-        if service is None or (endpoint_url is not None and service.endpoint_url != endpoint_url):
+        if service is None:
             return
+        if endpoint_url is not None:
+            if endpoint_url in _servers:
+                _servers.remove(endpoint_url)
+            if _servers:
+                service.endpoint_url = _servers[-1]
+                return
+        _servers.clear()
         _state["service"] = None
         embedded.SERVICE_OVERRIDES.pop("lambda", None)
     service.shutdown()
