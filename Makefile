@@ -26,7 +26,7 @@ install: $(STAMP)  ## create .venv with everything the course needs
 lab: $(STAMP)  ## open JupyterLab on the course, with one shared emulator for all notebooks
 	@$(PY) -m cloudlab backend serve & serve_pid=$$!; \
 	trap 'kill $$serve_pid 2>/dev/null' EXIT INT TERM; \
-	$(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR) notebooks/
+	$(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR) $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 serve: $(STAMP)  ## keep one emulator running (notebooks attach to it)
 	$(PY) -m cloudlab backend serve
