@@ -193,6 +193,8 @@ def test_handler_failures_give_aws_errors_and_the_service_keeps_serving(aws):
                 return {1, 2}
             if event.get("do") == "exit":
                 sys.exit(3)
+            if event.get("do") == "hog":
+                hog = bytearray(300 * 1024 * 1024)
             return "fine"
     """)
     answer, error, _ = call(lam, name, {"do": "raise"})
@@ -203,6 +205,8 @@ def test_handler_failures_give_aws_errors_and_the_service_keeps_serving(aws):
     answer, error, _ = call(lam, name, {"do": "exit"})
     assert answer["FunctionError"] == "Unhandled" and error["errorType"] == "Runtime.ExitError"
     assert "Runtime exited with error: exit status 3" in error["errorMessage"]
+    answer, error, _ = call(lam, name, {"do": "hog"})  # 300 MB in a 128 MB function
+    assert answer["FunctionError"] == "Unhandled" and error["errorType"] == "Runtime.OutOfMemory"
     assert call(lam, name)[1] == "fine"
 
     missing = function("x = 1\n")
@@ -217,6 +221,22 @@ def test_handler_failures_give_aws_errors_and_the_service_keeps_serving(aws):
                             Role="arn:aws:iam::123456789012:role/lambda-test-role", Code={"ZipFile": b"not a zip"})
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.invoke(FunctionName="t-no-such-function", Payload=b"{}")
+
+
+def test_provisioned_concurrency_runs_init_ahead_so_the_first_invoke_is_warm(aws):
+    lam, function = aws
+    name = function("""
+        print("init ran")
+        def handler(event, context):
+            return "ok"
+    """)
+    version = lam.publish_version(FunctionName=name)["Version"]
+    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=1)
+    assert lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version)["Status"] == "READY"
+    answer, result, log = call(lam, name, Qualifier=version, LogType="Tail")
+    assert result == "ok" and answer["ExecutedVersion"] == version
+    assert "Init Duration" not in log and "init ran" not in log
+    assert get_service().invocations(name)[-1]["cold"] is False
 
 
 def test_async_invoke_retries_twice_then_reaches_the_dlq_and_the_failure_destination(aws):

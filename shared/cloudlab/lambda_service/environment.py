@@ -184,6 +184,8 @@ class ExecutionEnvironment:
         self.invocations = 0
         self.init_ms: float | None = None
         self._cpu_seen: float | None = None
+        self.prewarmed = False  # INIT ran ahead of any invoke (provisioned concurrency)
+        self.provisioned = False  # kept warm: not reclaimed when idle
         self.dead = False
         self.created = self.last_used = time.monotonic()
         self.log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{snapshot.version}]{self.id}"
@@ -290,7 +292,7 @@ class ExecutionEnvironment:
         """Run one event through the handler; the environment is dead afterwards on failures."""
         snap = self.snapshot
         request_id = request_id or new_request_id()
-        cold = self.invocations == 0
+        cold = self.invocations == 0 and not self.prewarmed
         log_start = 0 if cold else os.fstat(self._log_fd).st_size
         self.invocations += 1
         if not self.api.next_pending:

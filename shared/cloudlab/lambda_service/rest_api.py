@@ -22,11 +22,17 @@ import binascii
 import io
 import json
 import re
+import time
 import zipfile
 from urllib.parse import parse_qs, unquote
 
 from .event_sources import EventSourceMappingError
 from .service import LambdaServiceError
+
+
+class _InvalidParameter(LambdaServiceError):
+    code, status = "InvalidParameterValueException", 400
+
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
@@ -39,7 +45,9 @@ _ROUTES = [
     ("PUT", re.compile(r"^/2015-03-31/functions" + _FUNCTION + r"/code/?$"), "update_code"),
     ("PUT", re.compile(r"^/2015-03-31/functions" + _FUNCTION + r"/configuration/?$"), "update_configuration"),
     ("DELETE", re.compile(r"^/2015-03-31/functions" + _FUNCTION + r"/?$"), "delete_function"),
-    ("PUT", re.compile(r"^/2019-09-30/functions" + _FUNCTION + r"/provisioned-concurrency/?$"), "provisioned"),
+    ("PUT", re.compile(r"^/2019-09-30/functions" + _FUNCTION + r"/provisioned-concurrency/?$"), "put_provisioned"),
+    ("GET", re.compile(r"^/2019-09-30/functions" + _FUNCTION + r"/provisioned-concurrency/?$"), "get_provisioned"),
+    ("DELETE", re.compile(r"^/2019-09-30/functions" + _FUNCTION + r"/provisioned-concurrency/?$"), "delete_provisioned"),
     ("POST", re.compile(r"^/2015-03-31/event-source-mappings/?$"), "create_mapping"),
     ("GET", re.compile(r"^/2015-03-31/event-source-mappings/?$"), "list_mappings"),
     ("GET", re.compile(r"^/2015-03-31/event-source-mappings/(?P<uuid>[^/]+)/?$"), "get_mapping"),
@@ -114,7 +122,8 @@ class LambdaRestApi:
         refused = self._check_zip(document.get("Code") or {})
         if refused:
             return refused
-        self._remember_dead_letter(region, document.get("FunctionName", "").split(":")[-1], document)
+        document.setdefault("DeadLetterConfig", {})  # a new function starts with none, whatever came before
+        self._remember_dead_letter(region, _plain_name(document.get("FunctionName", "")), document)
         return None
 
     def update_code(self, region, body, name, **_):
@@ -136,14 +145,35 @@ class LambdaRestApi:
             self.service.forget_function(_plain_name(name), region)
         return None
 
-    def provisioned(self, region, name, query, body, **_):
-        try:
-            count = int(json.loads(body or b"{}").get("ProvisionedConcurrentExecutions", 0))
-            qualifier = (query.get("Qualifier") or [None])[0]
-            self.service.prewarm(name, count, qualifier, region)
-        except (ValueError, LambdaServiceError):
-            pass
-        return None  # moto records the setting
+    # -- provisioned concurrency (moto has none): pre-warmed environments ----------------------------
+    def _provisioned_key(self, region, name, query):
+        qualifier = (query.get("Qualifier") or [None])[0]
+        if not qualifier or qualifier == "$LATEST":
+            raise _InvalidParameter("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+        fn = self.service.moto_function(name, qualifier, region)
+        return (region, fn.function_name, qualifier), fn
+
+    def put_provisioned(self, region, name, query, body, **_):
+        key, fn = self._provisioned_key(region, name, query)
+        count = int(json.loads(body or b"{}").get("ProvisionedConcurrentExecutions", 0))
+        ready = self.service.prewarm(fn.function_name, count, key[2], region)
+        config = {"RequestedProvisionedConcurrentExecutions": count, "AvailableProvisionedConcurrentExecutions": ready,
+                  "AllocatedProvisionedConcurrentExecutions": ready, "Status": "READY" if ready == count else "FAILED",
+                  "LastModified": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime())}
+        self.service.provisioned[key] = config
+        return _json(202, dict(config, Status="IN_PROGRESS"))
+
+    def get_provisioned(self, region, name, query, **_):
+        key, _fn = self._provisioned_key(region, name, query)
+        if key not in self.service.provisioned:
+            return error(404, "ProvisionedConcurrencyConfigNotFoundException", "No Provisioned Concurrency Config found for this function")
+        return _json(200, self.service.provisioned[key])
+
+    def delete_provisioned(self, region, name, query, **_):
+        key, fn = self._provisioned_key(region, name, query)
+        self.service.provisioned.pop(key, None)
+        self.service.release_prewarmed(fn.function_name, key[2], region)
+        return 204, {}, b""
 
     # -- invoke -------------------------------------------------------------------------------
     def invoke(self, region, name, query, headers, body, **_):

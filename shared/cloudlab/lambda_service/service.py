@@ -119,6 +119,7 @@ class LocalLambdaService:
         self._snapshots: dict[tuple, FunctionSnapshot] = {}
         self._history: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=2000))
         self.dead_letter_configs: dict[tuple[str, str], str] = {}  # (region, name) -> target ARN; moto drops it
+        self.provisioned: dict[tuple[str, str, str], dict] = {}  # (region, name, qualifier) -> config; moto has none
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
         self._clients: dict[tuple[str, str], object] = {}
@@ -285,7 +286,7 @@ class LocalLambdaService:
         with self._lock:
             for pool in self._pools.values():
                 for env in list(pool.idle):
-                    if now - env.last_used >= limit:
+                    if now - env.last_used >= limit and not (env.provisioned and older_than is None):
                         pool.idle.remove(env)
                         pool.all.discard(env)
                         reclaimed.append(env)
@@ -330,7 +331,10 @@ class LocalLambdaService:
             env.discard()
 
     def prewarm(self, function_name: str, count: int, qualifier: str | None = None, region: str | None = None) -> int:
-        """Start ``count`` environments and run their INIT now (provisioned concurrency, notebook 03)."""
+        """Start ``count`` environments and run their INIT now (provisioned concurrency, notebook 03).
+
+        They are not reclaimed when idle, and their first invoke is warm (no Init Duration).
+        """
         fn = self.moto_function(function_name, qualifier, region)
         snapshot = self.snapshot(fn)
         started = []
@@ -341,7 +345,7 @@ class LocalLambdaService:
         ready = 0
         for env in started:
             if env.wait_ready() is None:
-                env.invocations = 0
+                env.prewarmed = env.provisioned = True
                 with self._lock:
                     pool = self._pools.setdefault(snapshot.key, _Pool(snapshot))
                     self._current_key[(snapshot.name, snapshot.region, snapshot.version)] = snapshot.key
@@ -352,6 +356,15 @@ class LocalLambdaService:
                 env.discard()
         self._ensure_reaper()
         return ready
+
+    def release_prewarmed(self, function_name: str, qualifier: str, region: str | None = None) -> None:
+        """Provisioned concurrency removed: its environments become ordinary (reclaimed when idle)."""
+        with self._lock:
+            for pool in self._pools.values():
+                snap = pool.snapshot
+                if snap.name == function_name and snap.version == str(qualifier) and snap.region == (region or DEFAULT_REGION):
+                    for env in pool.all:
+                        env.provisioned = False
 
     # -- invoking ---------------------------------------------------------------------------------
     def invoke(self, function_name: str, payload: bytes | str | dict | None = None, *, qualifier: str | None = None,
