@@ -387,3 +387,42 @@ def test_no_environment_outlives_the_process_that_served_it(tmp_path):
     assert pids == [pid]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_busy_environment_dies_with_a_server_killed_without_cleanup(tmp_path):
+    """kill -9 runs no atexit hook: the environment's watchdog pipe sees the end instead."""
+    script = textwrap.dedent("""
+        import json, threading, time, boto3, cloudlab
+        from cloudlab.lambda_service import zip_code, get_service
+        cloudlab.use_backend()
+        role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        lam = boto3.client("lambda")
+        lam.create_function(FunctionName="f", Runtime="python3.12", Role=role, Handler="app.handler", Timeout=900,
+                            Code={"ZipFile": zip_code("import time\\ndef handler(e, c):\\n    while True:\\n        time.sleep(1)\\n")})
+        threading.Thread(target=lambda: lam.invoke(FunctionName="f"), daemon=True).start()
+        while not get_service().environments():
+            time.sleep(0.05)
+        print(get_service().environments()[0]["pid"], flush=True)
+        time.sleep(600)
+    """)
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CLOUDLAB_ENDPOINT"))}
+    environment["CLOUDLAB_STATE_DIR"] = str(tmp_path)
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=environment)
+    try:
+        pid = int(server.stdout.readline())
+        os.kill(pid, 0)  # the handler is running
+    finally:
+        server.kill()
+        server.wait()
+
+    def gone():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a zombie is gone for our purposes (its parent was init)
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    eventually(gone, limit=10)

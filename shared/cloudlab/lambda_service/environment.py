@@ -48,6 +48,7 @@ MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 INIT_TIMEOUT_SECONDS = 10.0
 MB_PER_VCPU = 1769
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_WATCHDOG_DIR = Path(__file__).parent / "_watchdog"
 _SIGNAL_WORDS = {9: "killed", 6: "aborted", 11: "segmentation fault", 15: "terminated", 2: "interrupt"}
 
 
@@ -184,6 +185,7 @@ class ExecutionEnvironment:
         self.invocations = 0
         self.init_ms: float | None = None
         self._cpu_seen: float | None = None
+        self._watch_write: int | None = None
         self.prewarmed = False  # INIT ran ahead of any invoke (provisioned concurrency)
         self.provisioned = False  # kept warm: not reclaimed when idle
         self.dead = False
@@ -203,7 +205,8 @@ class ExecutionEnvironment:
             "TZ": ":UTC",
             "HOME": str(self.directory),  # never the student's home (and its ~/.aws)
             "TMPDIR": str(self.tmp),
-            "PYTHONPATH": os.pathsep.join(python_path),
+            "PYTHONPATH": os.pathsep.join(python_path + [str(_WATCHDOG_DIR)]),
+            "CLOUDLAB_LAMBDA_WATCHDOG_FD": str(self._watch_read),
             "LAMBDA_TASK_ROOT": str(snap.code_dir),
             "LAMBDA_RUNTIME_DIR": str(Path(__import__("awslambdaric").__file__).parent),
             "_HANDLER": snap.handler,
@@ -232,12 +235,18 @@ class ExecutionEnvironment:
         """Start the runtime process (the INIT phase begins)."""
         runtime = f"python:{sys.version_info.major}.{sys.version_info.minor}.local"
         self._log(f"INIT_START Runtime Version: {runtime}\tRuntime Version ARN: (local awslambdaric)\n")
+        # The child gets the read end of a pipe only this process writes to: if this process
+        # dies without cleaning up, the child's watchdog (_watchdog/sitecustomize.py) sees EOF.
+        self._watch_read, self._watch_write = os.pipe()
         self._spawned = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "awslambdaric", self.snapshot.handler],
-            cwd=self.snapshot.code_dir, env=self.environment_variables(),
-            stdin=subprocess.DEVNULL, stdout=self._log_fd, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "awslambdaric", self.snapshot.handler],
+                cwd=self.snapshot.code_dir, env=self.environment_variables(),
+                stdin=subprocess.DEVNULL, stdout=self._log_fd, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True, pass_fds=(self._watch_read,))
+        finally:
+            os.close(self._watch_read)
 
     def wait_ready(self, deadline: float | None = None) -> InvokeOutcome | None:
         """Finish INIT (first ``/next``), for pre-warming. Returns an outcome only on failure."""
@@ -435,6 +444,12 @@ class ExecutionEnvironment:
             except subprocess.TimeoutExpired:
                 pass
         self.api.close()
+        if self._watch_write is not None:
+            try:
+                os.close(self._watch_write)
+            except OSError:
+                pass
+            self._watch_write = None
 
     def discard(self) -> None:
         """Kill the process and delete the environment's files."""
