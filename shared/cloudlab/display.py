@@ -138,4 +138,27 @@ def compare_bars(labels, series: dict, *, ax=None, log: bool = True, xlabel: str
     return ax
 
 
-__all__ = ["redact_ids", "error_text", "show_error", "show_fields", "loglog", "compare_bars"]
+def show_json(document, *, hide: tuple[str, ...] = (), keys_only: bool = False) -> None:
+    """Print a JSON-like dict indented, with the values of keys in ``hide`` replaced by ``<key>``.
+
+    Introduced in notebook 04 (job ids, SNS envelopes). Hidden keys are masked at any depth,
+    so ids and timestamps generated per run never reach the saved output; ``keys_only=True``
+    prints just the sorted top-level keys. Resource ids and ARN accounts are masked as in
+    :func:`redact_ids`.
+    """
+    import json
+
+    def mask(value):
+        if isinstance(value, dict):
+            return {k: (f"<{k}>" if k in hide else mask(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(v) for v in value]
+        return value
+
+    if keys_only:
+        print(sorted(document))
+        return
+    print(redact_ids(json.dumps(mask(document), indent=1, ensure_ascii=False, default=str)))
+
+
+__all__ = ["redact_ids", "error_text", "show_error", "show_fields", "loglog", "compare_bars", "show_json"]

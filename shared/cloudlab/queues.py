@@ -142,7 +142,7 @@ def topic_policy(queue_arn: str, topic_arn: str) -> str:
 _MARKERS = {
     "receive": ("o", "tab:blue"), "delete": ("s", "tab:green"), "crash": ("X", "tab:red"),
     "heartbeat": ("|", "tab:purple"), "delete lost": ("D", "tab:orange"), "processed": ("^", "tab:olive"),
-    "send": (">", "tab:gray"),
+    "send": (">", "tab:gray"), "error": ("P", "tab:brown"),
 }
 
 
@@ -246,6 +246,10 @@ class Consumer:
     - ``lose_delete``: the work is done, but the DeleteMessage request is "lost on the
       network" (not sent). The message reappears: a duplicate delivery.
 
+    A handler that raises is a failed attempt: the error is recorded in ``errors``, the message
+    is not deleted and comes back after its visibility timeout (and goes to the DLQ after the
+    redrive policy's ``maxReceiveCount``); the loop goes on with the next message.
+
     ``label(body)`` names the message's lane on the timeline (default: the body itself).
     ``heartbeat_every`` (seconds) runs a :class:`Heartbeat` around the handler that keeps
     extending the visibility by ``visibility`` seconds.
@@ -270,6 +274,7 @@ class Consumer:
         self.crashed = False
         self.processed: list[str] = []       # bodies whose handler finished, in order (duplicates included)
         self.deleted = 0
+        self.errors: list[str] = []          # "Type: message" of each handler exception
 
     def _mark(self, lane: str, kind: str, note: str = "") -> None:
         if self.timeline is not None:
@@ -295,17 +300,27 @@ class Consumer:
             self._mark(self.name, "crash", lane)
             self.crashed = True
             raise ConsumerCrashed(f"{self.name} crashed while holding {lane}")
-        if self.heartbeat_every:
-            with Heartbeat(self.sqs, self.url, message["ReceiptHandle"], every=self.heartbeat_every,
-                           extend_to=self.visibility, timeline=self.timeline, lane=lane):
+        try:
+            if self.heartbeat_every:
+                with Heartbeat(self.sqs, self.url, message["ReceiptHandle"], every=self.heartbeat_every,
+                               extend_to=self.visibility, timeline=self.timeline, lane=lane):
+                    self.handler(body)
+            else:
                 self.handler(body)
-        else:
-            self.handler(body)
+        except Exception as error:  # a failed message is not deleted: it comes back after the timeout
+            self.errors.append(f"{type(error).__name__}: {error}")
+            self._mark(self.name, "error", lane)
+            return
         self.processed.append(body)
         if self.lose_delete and self.lose_delete(body, count):
             self._mark(self.name, "delete lost", lane)
             return
-        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        try:
+            self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        except ClientError as error:
+            self.errors.append(error.response["Error"]["Code"])
+            self._mark(self.name, "error", lane)
+            return
         self.deleted += 1
         self._mark(self.name, "delete", lane)
         if self.timeline is not None:
