@@ -37,9 +37,13 @@ doctor: $(STAMP)  ## check Python, packages, backend, credentials
 labs: $(STAMP)  ## regenerate labs/ from the masters in solutions/
 	$(PY) -m cloudlab labs build
 
+# nbval runs every notebook and lab master against ONE served emulator, as `make lab` does,
+# so notebooks that trip over each other's resources fail here. Unit tests isolate themselves.
 test: $(STAMP)  ## everything CI checks: unit tests, grader checks, nbval over notebooks and solutions, labs up to date
-	@mkdir -p .cloudlab-test
+	@rm -rf .cloudlab-test && mkdir -p .cloudlab-test
 	$(PY) -m cloudlab labs check
+	@$(TEST_ENV) $(PY) -m cloudlab backend serve > .cloudlab-test/serve.log 2>&1 & serve_pid=$$!; \
+	trap 'kill $$serve_pid 2>/dev/null' EXIT; \
 	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider --nbval \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 \
 	    tests notebooks solutions
