@@ -150,7 +150,7 @@ def test_clean_removes_only_the_notebooks_own_prefix():
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key="k", Body=b"1")
     sqs.create_queue(QueueName="nbaa-queue")
-    assert backend.clean("nbaa-") == {"buckets": 1, "queues": 1, "topics": 0, "tables": 0}
+    assert backend.clean("nbaa-") == {"buckets": 1, "queues": 1, "topics": 0, "tables": 0, "functions": 0}
     names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert "nbbb-two" in names and "nbaa-one" not in names
 
@@ -255,3 +255,30 @@ def test_clean_empties_buckets_of_more_than_one_page():
         s3.put_object(Bucket="nbcc-many", Key=f"k/{number:05d}", Body=b"")
     assert backend.clean("nbcc-")["buckets"] == 1
     assert "nbcc-many" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+def test_clean_deletes_the_prefixs_lambda_functions_and_their_event_source_mappings():
+    import json
+
+    from cloudlab.lambda_service import zip_code
+
+    backend = cloudlab.use_backend()
+    lam, sqs, iam = boto3.client("lambda"), boto3.client("sqs"), boto3.client("iam")
+    try:
+        role = iam.get_role(RoleName="clean-test-role")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(RoleName="clean-test-role", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                   "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    code = {"ZipFile": zip_code("def handler(event, context):\n    return 1\n")}
+    for name in ("nbdd-fn", "nbee-fn"):
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler", Code=code)
+    assert lam.invoke(FunctionName="nbdd-fn", Payload=b"{}")["Payload"].read() == b"1"
+    url = sqs.create_queue(QueueName="nbdd-q")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="nbdd-fn", BatchSize=1)
+    assert backend.clean("nbdd-") == {"buckets": 0, "queues": 1, "topics": 0, "tables": 0, "functions": 1}
+    names = {fn["FunctionName"] for fn in lam.list_functions()["Functions"]}
+    assert "nbdd-fn" not in names and "nbee-fn" in names
+    assert lam.list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"] == []
+    backend.clean("nbee-")

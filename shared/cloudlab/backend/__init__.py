@@ -46,6 +46,7 @@ class Backend:
     endpoint: str | None = field(repr=False)
     region: str = DEFAULT_REGION
     started_here: bool = field(default=False, repr=False)
+    lambda_endpoint: str | None = field(default=None, repr=False)  # set when Lambda is served apart
 
     def reset(self) -> None:
         """Forget all emulator state (embedded only; LocalStack and AWS keep theirs)."""
@@ -55,7 +56,7 @@ class Backend:
         urllib.request.urlopen(request, timeout=10).close()
 
     def clean(self, prefix: str) -> dict[str, int]:
-        """Delete the buckets, queues, topics and tables whose names start with ``prefix``.
+        """Delete the buckets, queues, topics, tables and Lambda functions whose names start with ``prefix``.
 
         Lets a notebook own its resources on a shared backend: it cleans its prefix at the
         start, so a re-run starts from the same state. Returns how many of each were deleted.
@@ -82,7 +83,8 @@ def running_server_url() -> str | None:
     return url if wait_until_healthy(url, timeout=0.5) else None
 
 
-def _point_boto3_at(endpoint: str | None, region: str, dummy_credentials: bool) -> None:
+def _point_boto3_at(endpoint: str | None, region: str, dummy_credentials: bool,
+                    lambda_endpoint: str | None = None) -> None:
     if dummy_credentials:
         for name in _CREDENTIAL_VARIABLES:
             os.environ.pop(name, None)
@@ -94,6 +96,10 @@ def _point_boto3_at(endpoint: str | None, region: str, dummy_credentials: bool) 
     else:
         os.environ.pop("AWS_ENDPOINT_URL", None)
         os.environ.pop("CLOUDLAB_ENDPOINT", None)
+    if lambda_endpoint:
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_endpoint
+    else:
+        os.environ.pop("AWS_ENDPOINT_URL_LAMBDA", None)
     os.environ["AWS_DEFAULT_REGION"] = region
     os.environ["AWS_REGION"] = region
     import boto3
@@ -116,6 +122,9 @@ def _embedded() -> Backend:
     if server is None:
         server = EmbeddedServer().start()
         _current["server"] = server
+    from .. import lambda_service
+
+    lambda_service.get_service().data_endpoint_url = None  # handlers use this emulator too
     return Backend("embedded", server.url, started_here=True)
 
 
@@ -127,15 +136,31 @@ def _localstack() -> Backend:
     if not guard.is_loopback(endpoint):
         raise BackendError(f"LocalStack at {endpoint} is not on this machine; run it locally (-p 127.0.0.1:4566:4566)")
     try:
-        with urllib.request.urlopen(endpoint.rstrip("/") + "/_localstack/health", timeout=3) as response:
-            json.load(response)
+        localstack_health(endpoint)
     except (OSError, ValueError) as error:
         raise BackendError(
             f"No LocalStack answers at {endpoint} ({error}). Start one, then re-run this cell:\n"
             "  docker run --rm -p 127.0.0.1:4566:4566 localstack/localstack:4.14   # tags up to 4.14 need no token\n"
             "  or, with a free account: docker run --rm -e LOCALSTACK_AUTH_TOKEN=... -p 127.0.0.1:4566:4566 localstack/localstack\n"
             "Or unset CLOUDLAB_BACKEND to use the embedded emulator.") from None
-    return Backend("localstack", endpoint.rstrip("/"))
+    endpoint = endpoint.rstrip("/")
+    # LocalStack runs Lambda only with Docker: functions run in cloudlab's local Lambda
+    # service instead, served by an embedded emulator in this process, while their handlers
+    # (and SQS pollers) use LocalStack's S3, SQS, DynamoDB...
+    server = _current["server"]
+    if server is None:
+        server = EmbeddedServer().start()
+        _current["server"] = server
+    from .. import lambda_service
+
+    lambda_service.get_service().data_endpoint_url = endpoint
+    return Backend("localstack", endpoint, lambda_endpoint=server.url)
+
+
+def localstack_health(endpoint: str) -> dict:
+    """LocalStack's health report; raises OSError or ValueError when none answers."""
+    with urllib.request.urlopen(endpoint.rstrip("/") + "/_localstack/health", timeout=3) as response:
+        return json.load(response)
 
 
 def use_backend(name: str | None = None) -> Backend:
@@ -150,7 +175,8 @@ def use_backend(name: str | None = None) -> Backend:
         raise BackendError(f"CLOUDLAB_BACKEND={name!r} is not one of {', '.join(BACKENDS)}")
     current = _current["backend"]
     if isinstance(current, Backend) and current.name == name and (name == "aws" or wait_until_healthy(current.endpoint, 1)):
-        _point_boto3_at(current.endpoint, current.region, dummy_credentials=name != "aws")
+        _point_boto3_at(current.endpoint, current.region, dummy_credentials=name != "aws",
+                        lambda_endpoint=current.lambda_endpoint)
         return current
     if name == "aws":
         if os.environ.get(REAL_AWS_OPT_IN, "").lower() not in ("1", "yes", "true"):
@@ -164,7 +190,8 @@ def use_backend(name: str | None = None) -> Backend:
     else:
         guard.allow_real_aws(False)
         backend = _embedded() if name == "embedded" else _localstack()
-        _point_boto3_at(backend.endpoint, backend.region, dummy_credentials=True)
+        _point_boto3_at(backend.endpoint, backend.region, dummy_credentials=True,
+                        lambda_endpoint=backend.lambda_endpoint)
     _current["backend"] = backend
     return backend
 

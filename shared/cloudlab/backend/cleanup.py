@@ -22,7 +22,8 @@ def _empty_and_delete_bucket(s3, bucket: str) -> None:
 def delete_prefixed(prefix: str) -> dict[str, int]:
     if len(prefix) < 3:
         raise ValueError("use a prefix of at least 3 characters, so clean() cannot wipe everything")
-    deleted = {"buckets": 0, "queues": 0, "topics": 0, "tables": 0}
+    deleted = {"buckets": 0, "queues": 0, "topics": 0, "tables": 0, "functions": 0}
+    _delete_functions(prefix, deleted)  # first: their SQS pollers must not outlive the queues
     s3 = boto3.client("s3")
     for bucket in s3.list_buckets().get("Buckets", []):
         if bucket["Name"].startswith(prefix):
@@ -48,3 +49,28 @@ def delete_prefixed(prefix: str) -> dict[str, int]:
     except ClientError:
         pass  # LocalStack in host mode has no DynamoDB
     return deleted
+
+
+def _delete_functions(prefix: str, deleted: dict[str, int]) -> None:
+    """Lambda functions named ``prefix*``, with their event source mappings (notebook 03).
+
+    Deleting a function stops its execution environments (local Lambda service) and drops
+    its provisioned concurrency; mappings are deleted explicitly first, as AWS keeps them.
+    """
+    lam = boto3.client("lambda")
+    try:
+        names = [fn["FunctionName"] for page in lam.get_paginator("list_functions").paginate()
+                 for fn in page.get("Functions", []) if fn["FunctionName"].startswith(prefix)]
+        for name in names:
+            for mapping in lam.list_event_source_mappings(FunctionName=name).get("EventSourceMappings", []):
+                try:
+                    lam.delete_event_source_mapping(UUID=mapping["UUID"])
+                except ClientError:
+                    pass  # already gone
+            try:
+                lam.delete_function(FunctionName=name)
+                deleted["functions"] += 1
+            except lam.exceptions.ResourceNotFoundException:
+                pass
+    except ClientError:
+        pass  # a backend without Lambda
