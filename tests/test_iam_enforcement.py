@@ -134,3 +134,13 @@ def test_s3_create_only_writes_have_exactly_one_winner():
         for thread in threads:
             thread.join()
         assert sorted(outcomes) == ["OK", "PreconditionFailed", "PreconditionFailed"], outcomes
+
+
+def test_the_global_switch_is_refused():
+    """moto's /moto-api/reset-auth would turn IAM checks on for every client of a shared server."""
+    backend = cloudlab.use_backend()
+    request = urllib.request.Request(backend.endpoint + "/moto-api/reset-auth", data=b"0", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400 and b"IAM user" in refused.value.read()
+    assert code(lambda: boto3.client("s3").list_buckets()) == "OK"

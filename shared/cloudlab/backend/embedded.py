@@ -303,6 +303,12 @@ class _Handler(socketserver.StreamRequestHandler):
         if path == "/moto-api/reset" and method == "POST":
             reset_all_state()
             return 200, {"Content-Type": "application/json"}, b'{"status": "ok"}'
+        if path == "/moto-api/reset-auth":
+            # moto's global IAM switch would refuse every other notebook's calls on a shared
+            # server; this backend checks IAM users' keys per request instead (iam_auth).
+            return 400, {"Content-Type": "application/json"}, json.dumps({"Error": (
+                "the embedded backend does not switch IAM checks on globally: requests signed with an "
+                "IAM user's access key (iam.create_access_key) are always checked against its policies")})
         service, region = service_and_region(headers, path, query)
         presigned = service == "s3" and presign.is_presigned(query)
         if presigned:
