@@ -84,7 +84,7 @@ def running_server_url() -> str | None:
 
 
 def _point_boto3_at(endpoint: str | None, region: str, dummy_credentials: bool,
-                    lambda_endpoint: str | None = None) -> None:
+                    lambda_endpoint: str | None = None, embedded_endpoint: str | None = None) -> None:
     if dummy_credentials:
         for name in _CREDENTIAL_VARIABLES:
             os.environ.pop(name, None)
@@ -92,14 +92,19 @@ def _point_boto3_at(endpoint: str | None, region: str, dummy_credentials: bool,
         os.environ["AWS_SECRET_ACCESS_KEY"] = "test"
     if endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
-        os.environ["CLOUDLAB_ENDPOINT"] = endpoint
     else:
         os.environ.pop("AWS_ENDPOINT_URL", None)
-        os.environ.pop("CLOUDLAB_ENDPOINT", None)
-    if lambda_endpoint:
-        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_endpoint
+    # Subprocesses (Lambda environments, helper scripts) attach to this same embedded emulator.
+    if embedded_endpoint:
+        os.environ["CLOUDLAB_ENDPOINT"] = embedded_endpoint
     else:
-        os.environ.pop("AWS_ENDPOINT_URL_LAMBDA", None)
+        os.environ.pop("CLOUDLAB_ENDPOINT", None)
+    # Lambda, and the IAM roles it checks, are served apart from LocalStack (see _localstack).
+    for variable in ("AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL_IAM"):
+        if lambda_endpoint:
+            os.environ[variable] = lambda_endpoint
+        else:
+            os.environ.pop(variable, None)
     os.environ["AWS_DEFAULT_REGION"] = region
     os.environ["AWS_REGION"] = region
     import boto3
@@ -146,7 +151,8 @@ def _localstack() -> Backend:
     endpoint = endpoint.rstrip("/")
     # LocalStack runs Lambda only with Docker: functions run in cloudlab's local Lambda
     # service instead, served by an embedded emulator in this process, while their handlers
-    # (and SQS pollers) use LocalStack's S3, SQS, DynamoDB...
+    # (and SQS pollers) use LocalStack's S3, SQS, DynamoDB... IAM goes to the embedded
+    # emulator too, because that is where CreateFunction looks for the execution role.
     server = _current["server"]
     if server is None:
         server = EmbeddedServer().start()
@@ -176,7 +182,8 @@ def use_backend(name: str | None = None) -> Backend:
     current = _current["backend"]
     if isinstance(current, Backend) and current.name == name and (name == "aws" or wait_until_healthy(current.endpoint, 1)):
         _point_boto3_at(current.endpoint, current.region, dummy_credentials=name != "aws",
-                        lambda_endpoint=current.lambda_endpoint)
+                        lambda_endpoint=current.lambda_endpoint,
+                        embedded_endpoint=current.endpoint if name == "embedded" else None)
         return current
     if name == "aws":
         if os.environ.get(REAL_AWS_OPT_IN, "").lower() not in ("1", "yes", "true"):
@@ -191,7 +198,8 @@ def use_backend(name: str | None = None) -> Backend:
         guard.allow_real_aws(False)
         backend = _embedded() if name == "embedded" else _localstack()
         _point_boto3_at(backend.endpoint, backend.region, dummy_credentials=True,
-                        lambda_endpoint=backend.lambda_endpoint)
+                        lambda_endpoint=backend.lambda_endpoint,
+                        embedded_endpoint=backend.endpoint if name == "embedded" else None)
     _current["backend"] = backend
     return backend
 

@@ -170,7 +170,7 @@ class ExecutionEnvironment:
     """One execution environment: a runtime process, its Runtime API, its /tmp and its log."""
 
     def __init__(self, snapshot: FunctionSnapshot, root: Path, endpoint_url: str | None,
-                 init_type: str = "on-demand") -> None:
+                 init_type: str = "on-demand", lambda_endpoint_url: str | None = None) -> None:
         self.snapshot = snapshot
         self.init_type = init_type
         self.id = uuid.uuid4().hex
@@ -180,6 +180,7 @@ class ExecutionEnvironment:
         self.log_path = self.directory / "log"
         self._log_fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         self.endpoint_url = endpoint_url
+        self.lambda_endpoint_url = lambda_endpoint_url
         self.api = RuntimeApiEndpoint()
         self.process: subprocess.Popen | None = None
         self.invocations = 0
@@ -226,6 +227,8 @@ class ExecutionEnvironment:
         }
         if self.endpoint_url:
             reserved["AWS_ENDPOINT_URL"] = self.endpoint_url
+        if self.lambda_endpoint_url and self.lambda_endpoint_url != self.endpoint_url:
+            reserved["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_endpoint_url
         if os.environ.get("LD_LIBRARY_PATH"):
             reserved["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         variables.update(reserved)  # as on AWS, reserved names cannot be overridden

@@ -104,6 +104,9 @@ class LocalLambdaService:
 
     def __init__(self, endpoint_url: str | None = None, root: str | Path | None = None) -> None:
         self.endpoint_url = endpoint_url
+        # Where handlers and pollers find S3, SQS, DynamoDB...: the embedded emulator itself,
+        # or LocalStack when CLOUDLAB_BACKEND=localstack (Lambda stays here: no Docker needed).
+        self.data_endpoint_url: str | None = None
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="cloudlab-lambda-"))
         self._owns_root = root is None
         self.idle_seconds = _setting("CLOUDLAB_LAMBDA_IDLE_SECONDS", 300.0)
@@ -241,7 +244,8 @@ class LocalLambdaService:
             old_env.discard()
         if env is None:
             try:
-                env = ExecutionEnvironment(snapshot, self.root, self.endpoint_url)
+                env = ExecutionEnvironment(snapshot, self.root, self.data_endpoint_url or self.endpoint_url,
+                                          lambda_endpoint_url=self.endpoint_url)
                 env.start()
             except BaseException:
                 self._release_slot(snapshot)
@@ -339,7 +343,8 @@ class LocalLambdaService:
         snapshot = self.snapshot(fn)
         started = []
         for _ in range(count):
-            env = ExecutionEnvironment(snapshot, self.root, self.endpoint_url, init_type="provisioned-concurrency")
+            env = ExecutionEnvironment(snapshot, self.root, self.data_endpoint_url or self.endpoint_url,
+                                      init_type="provisioned-concurrency", lambda_endpoint_url=self.endpoint_url)
             env.start()
             started.append(env)
         ready = 0
@@ -463,7 +468,8 @@ class LocalLambdaService:
                     from botocore.config import Config
 
                     client = boto3.session.Session().client(
-                        service, region_name=key[1], endpoint_url=self.endpoint_url,
+                        service, region_name=key[1],
+                        endpoint_url=self.endpoint_url if service == "lambda" else (self.data_endpoint_url or self.endpoint_url),
                         aws_access_key_id="test", aws_secret_access_key="test",
                         config=Config(retries={"mode": "standard", "total_max_attempts": 2}, read_timeout=70))
                     self._clients[key] = client
