@@ -161,4 +161,22 @@ def show_json(document, *, hide: tuple[str, ...] = (), keys_only: bool = False) 
     print(redact_ids(json.dumps(mask(document), indent=1, ensure_ascii=False, default=str)))
 
 
-__all__ = ["redact_ids", "error_text", "show_error", "show_fields", "loglog", "compare_bars", "show_json"]
+_REQUEST_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_MEASURED = re.compile(r"((?:Duration|Max Memory Used): )[\d.]+ (ms|MB)")
+_TIMESTAMP = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z?\b")
+
+
+def show_log(text: str) -> None:
+    """Print a Lambda log (INIT_START, START, END, REPORT lines) with run-specific values masked.
+
+    Introduced in notebook 03. Request ids become ``<request-id>``, timestamps ``<time>``, and
+    the measured figures of REPORT lines (durations, memory used) ``<n> ms`` / ``<n> MB``;
+    configured values (``Memory Size``) and the shape of every line stay visible.
+    """
+    text = _REQUEST_ID.sub("<request-id>", str(text))
+    text = _TIMESTAMP.sub("<time>", text)
+    text = _MEASURED.sub(lambda m: f"{m.group(1)}<n> {m.group(2)}", text)
+    print(redact_ids(text.replace("\t", "  ").rstrip()))
+
+
+__all__ = ["redact_ids", "error_text", "show_error", "show_fields", "loglog", "compare_bars", "show_json", "show_log"]
