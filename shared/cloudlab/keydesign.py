@@ -27,6 +27,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .hooks import client_hooks
+
 PAGE_SIZE = 1000  # ListObjectsV2 returns at most 1,000 keys per request
 
 LAYOUTS = {
@@ -302,15 +304,13 @@ class InFlight:
             self.now -= 1
 
     def __enter__(self) -> "InFlight":
-        events = self.client.meta.events
-        events.register(f"before-send.s3.{self.operation}", self._before, unique_id=f"inflight-b-{id(self)}")
-        events.register(f"response-received.s3.{self.operation}", self._after, unique_id=f"inflight-a-{id(self)}")
+        self._hooks = client_hooks(self.client, {f"before-send.s3.{self.operation}": self._before,
+                                                 f"response-received.s3.{self.operation}": self._after})
+        self._hooks.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        events = self.client.meta.events
-        events.unregister(f"before-send.s3.{self.operation}", unique_id=f"inflight-b-{id(self)}")
-        events.unregister(f"response-received.s3.{self.operation}", unique_id=f"inflight-a-{id(self)}")
+        self._hooks.__exit__(*exc)
 
 
 class FailOnce:
@@ -348,15 +348,13 @@ class FailOnce:
         context["cloudlab_params"] = dict(params)
 
     def __enter__(self) -> "FailOnce":
-        events = self.client.meta.events
-        events.register(f"before-parameter-build.s3.{self.operation}", self._remember, unique_id=f"failonce-p-{id(self)}")
-        events.register(f"before-send.s3.{self.operation}", self._before_send, unique_id=f"failonce-s-{id(self)}")
+        self._hooks = client_hooks(self.client, {f"before-parameter-build.s3.{self.operation}": self._remember,
+                                                 f"before-send.s3.{self.operation}": self._before_send})
+        self._hooks.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        events = self.client.meta.events
-        events.unregister(f"before-parameter-build.s3.{self.operation}", unique_id=f"failonce-p-{id(self)}")
-        events.unregister(f"before-send.s3.{self.operation}", unique_id=f"failonce-s-{id(self)}")
+        self._hooks.__exit__(*exc)
 
 
 class _Raw:

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .hooks import client_hooks
+
 _DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 
@@ -266,11 +268,8 @@ def count_requests(client):
     def _count(event_name=None, **kwargs):
         counts[event_name.rsplit(".", 1)[-1]] += 1
 
-    client.meta.events.register("before-send.*", _count, unique_id=f"cloudlab-count-{id(counts)}")
-    try:
+    with client_hooks(client, {"before-send.*": _count}):
         yield counts
-    finally:
-        client.meta.events.unregister("before-send.*", unique_id=f"cloudlab-count-{id(counts)}")
 
 
 @contextmanager
@@ -292,17 +291,25 @@ def log_requests(client):
         target = unquote(url.path) + (f"?{unquote(url.query)}" if url.query else "")
         lines.append(f"{request.method} {target}  ({event_name.rsplit('.', 1)[-1]})")
 
-    client.meta.events.register("before-send.*", _log, unique_id=f"cloudlab-log-{id(lines)}")
-    try:
+    with client_hooks(client, {"before-send.*": _log}):
         yield lines
-    finally:
-        client.meta.events.unregister("before-send.*", unique_id=f"cloudlab-log-{id(lines)}")
 
 
 def _split(total_bytes: int, count: int) -> list[bytes]:
     size, extra = divmod(total_bytes, count)
     block = os.urandom(size + 1)
     return [block[: size + (1 if i < extra else 0)] for i in range(count)]
+
+
+def _best_read_time(parts: list[bytes], read_one, repeats: int) -> float:
+    """Best of ``repeats`` timings of reading every part back (checking all bytes arrived)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        got = sum(read_one(i) for i in range(len(parts)))
+        times.append(time.perf_counter() - start)
+        assert got == sum(map(len, parts))
+    return min(times)
 
 
 def _time_disk(folder: Path, parts: list[bytes], tag: str, repeats: int) -> tuple[float, float]:
@@ -314,16 +321,12 @@ def _time_disk(folder: Path, parts: list[bytes], tag: str, repeats: int) -> tupl
             handle.write(part)
             handle.flush()
     written = time.perf_counter() - start
-    reads = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        got = 0
-        for i in range(len(parts)):
-            with open(target / f"part-{i:05d}", "rb") as handle:
-                got += len(handle.read())
-        reads.append(time.perf_counter() - start)
-        assert got == sum(map(len, parts))
-    return written, min(reads)
+
+    def read_one(i: int) -> int:
+        with open(target / f"part-{i:05d}", "rb") as handle:
+            return len(handle.read())
+
+    return written, _best_read_time(parts, read_one, repeats)
 
 
 def _time_s3(s3, bucket: str, parts: list[bytes], tag: str, repeats: int, keep: bool) -> tuple[float, float]:
@@ -331,19 +334,13 @@ def _time_s3(s3, bucket: str, parts: list[bytes], tag: str, repeats: int, keep: 
     for i, part in enumerate(parts):
         s3.put_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}", Body=part)
     written = time.perf_counter() - start
-    reads = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        got = 0
-        for i in range(len(parts)):
-            got += len(s3.get_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}")["Body"].read())
-        reads.append(time.perf_counter() - start)
-        assert got == sum(map(len, parts))
+    best_read = _best_read_time(
+        parts, lambda i: len(s3.get_object(Bucket=bucket, Key=f"{tag}/part-{i:05d}")["Body"].read()), repeats)
     if not keep:
         keys = [{"Key": f"{tag}/part-{i:05d}"} for i in range(len(parts))]
         for start in range(0, len(keys), 1000):
             s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
-    return written, min(reads)
+    return written, best_read
 
 
 def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20, *,
