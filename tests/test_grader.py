@@ -134,12 +134,13 @@ def graded(tmp_path_factory):
     try:
         args = argparse.Namespace(master=str(master), submissions=[str(path) for path in paths],
                                   out=str(folder / "out" / "grades.csv"), feedback_dir=None, timeout=20,
-                                  cell_timeout=3, case_timeout=5)
+                                  cell_timeout=3, case_timeout=5, jobs=2)  # two at once, as on 2 cores
         code = grader.main(args)
     finally:
         tempfile.tempdir = saved
     with open(folder / "out" / "grades.csv", newline="") as handle:
         rows = {Path(row["submission"]).stem: row for row in csv.DictReader(handle)}
+    assert list(rows) == [path.stem for path in paths], "the gradebook must keep the submissions' order"
     yield folder, rows, code
 
 

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--feedback-dir", default=None, help="where per-student feedback goes (default: next to --out)")
     grade.add_argument("--timeout", type=float, default=300, help="seconds allowed per submission (default 300)")
     grade.add_argument("--cell-timeout", type=float, default=None, help="seconds allowed per cell (default min(timeout, 120))")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (at most one per core helps)")
     grade.add_argument("--case-timeout", type=float, default=None, help="seconds allowed per test case (default 60)")
     grade.set_defaults(run=_grade)
 

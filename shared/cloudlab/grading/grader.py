@@ -512,22 +512,30 @@ def summary_table(master: Master, grades: list[SubmissionGrade]) -> str:
 
 
 def grade_all(master: Master | str | Path, submissions: list[str | Path], out: str | Path,
-              feedback_dir: str | Path | None = None, limits: Limits | None = None) -> list[SubmissionGrade]:
-    """Grade every submission (serially: kernels are CPU-bound and the course machine has 2 cores).
+              feedback_dir: str | Path | None = None, limits: Limits | None = None,
+              jobs: int = 1) -> list[SubmissionGrade]:
+    """Grade every submission, ``jobs`` at a time (each in its own kernel and emulator).
 
-    Raises ``MarkerError`` if the master is unusable; never fails because of a submission.
+    One job per core is the most that helps: kernels are CPU-bound. The gradebook keeps the
+    order of ``submissions`` whatever order they finish in. Raises ``MarkerError`` if the
+    master is unusable; never fails because of a submission.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     master = master if isinstance(master, Master) else parse_master(master)
     out = Path(out)
     feedback_dir = Path(feedback_dir) if feedback_dir else out.parent / "feedback"
     feedback_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(path) for path in submissions]
-    grades = []
-    for path, slug in zip(paths, _slugs(paths)):
+
+    def grade_one(path: Path, slug: str) -> SubmissionGrade:
         print(f"grading {path} ...", file=sys.stderr, flush=True)
         grade = grade_submission(master, path, limits)
         (feedback_dir / f"{slug}.md").write_text(feedback_markdown(master, grade), encoding="utf-8")
-        grades.append(grade)
+        return grade
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        grades = list(pool.map(grade_one, paths, _slugs(paths)))
     write_gradebook(master, grades, out)
     return grades
 
@@ -540,7 +548,8 @@ def main(args) -> int:
     started = time.monotonic()
     try:
         master = parse_master(args.master)
-        grades = grade_all(master, args.submissions, args.out, args.feedback_dir, limits)
+        grades = grade_all(master, args.submissions, args.out, args.feedback_dir, limits,
+                           jobs=int(getattr(args, "jobs", None) or 1))
     except MarkerError as error:
         print(f"error: the master cannot be used: {error}", file=sys.stderr)
         return 2
