@@ -24,3 +24,23 @@ def client_hooks(client, handlers: dict):
     finally:
         for event_name, unique_id in registered:
             events.unregister(event_name, unique_id=unique_id)
+
+
+class ClientHooks:
+    """Base for context managers that hook one client (``self.client``) while active.
+
+    Subclasses return ``{event_name: handler}`` from :meth:`hooks`.
+    """
+
+    client = None
+
+    def hooks(self) -> dict:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._registered = client_hooks(self.client, self.hooks())
+        self._registered.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._registered.__exit__(*exc)

@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .hooks import client_hooks
+from .hooks import ClientHooks
 
 PAGE_SIZE = 1000  # ListObjectsV2 returns at most 1,000 keys per request
 
@@ -278,7 +278,7 @@ def fresh_iam_user(iam, name: str, policy: dict, policy_name: str = "least-privi
 
 # --- watching the requests of one client --------------------------------------------------
 
-class InFlight:
+class InFlight(ClientHooks):
     """Counts the requests of one client that are in flight at once, by operation.
 
     Introduced in notebook 02 (multipart uploads run parts concurrently)::
@@ -303,17 +303,12 @@ class InFlight:
         with self._lock:
             self.now -= 1
 
-    def __enter__(self) -> "InFlight":
-        self._hooks = client_hooks(self.client, {f"before-send.s3.{self.operation}": self._before,
-                                                 f"response-received.s3.{self.operation}": self._after})
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.__exit__(*exc)
+    def hooks(self) -> dict:
+        return {f"before-send.s3.{self.operation}": self._before,
+                f"response-received.s3.{self.operation}": self._after}
 
 
-class FailOnce:
+class FailOnce(ClientHooks):
     """Makes the first attempt of one request fail with HTTP 500 ``InternalError``, as a
     network or server fault would; botocore's retry handler then sends it again.
 
@@ -347,14 +342,9 @@ class FailOnce:
     def _remember(self, params, context, **_) -> None:  # the call's own parameters, before serialisation
         context["cloudlab_params"] = dict(params)
 
-    def __enter__(self) -> "FailOnce":
-        self._hooks = client_hooks(self.client, {f"before-parameter-build.s3.{self.operation}": self._remember,
-                                                 f"before-send.s3.{self.operation}": self._before_send})
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.__exit__(*exc)
+    def hooks(self) -> dict:
+        return {f"before-parameter-build.s3.{self.operation}": self._remember,
+                f"before-send.s3.{self.operation}": self._before_send}
 
 
 class _Raw:
