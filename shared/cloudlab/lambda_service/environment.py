@@ -225,6 +225,9 @@ class ExecutionEnvironment:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_SESSION_TOKEN": "test",
         }
+        # Per-service endpoints of the process running this service (under localstack, DynamoDB
+        # and IAM come from the embedded emulator) apply to handlers too.
+        reserved.update({name: value for name, value in os.environ.items() if name.startswith("AWS_ENDPOINT_URL_")})
         if self.endpoint_url:
             reserved["AWS_ENDPOINT_URL"] = self.endpoint_url
         if self.lambda_endpoint_url and self.lambda_endpoint_url != self.endpoint_url:
