@@ -246,7 +246,7 @@ def _timeout_range(probe):
 @claim("lambda-reserved-variables", "03",
        "reserved environment variables (AWS_REGION, ...) cannot be set on a function",
        "CreateFunction with Environment AWS_REGION refused with InvalidParameterValueException",
-       "Lambda Developer Guide, 'Defined runtime environment variables' (reserved keys)", timeout=30)
+       f"{FACTS}, row 'Lambda reserved environment variables'", timeout=30)
 def _reserved_variables(probe):
     code = _create_refused(probe, Environment={"Variables": {"AWS_REGION": "eu-west-1"}})
     return Observation(code in _VALIDATION, f"Environment AWS_REGION: {code}")

@@ -604,7 +604,7 @@ def _assume(sts, role_arn: str, session: str) -> dict | None:
 @claim("s3-event-key-encoding", "02",
        "keys in S3 event notifications are URL-encoded: a space arrives as '+'",
        "the key 'cat photo+1.jpg' arrives as 'cat+photo%2B1.jpg'",
-       "S3 User Guide, 'Event message structure' (the key is URL encoded)", timeout=45)
+       f"{FACTS}, row 'S3 event notification keys'", timeout=45)
 def _event_key(probe):
     s3, sqs = probe.client("s3"), probe.client("sqs")
     bucket, queue_url = _bucket(probe, s3), sqs.create_queue(QueueName=probe.name("q"))["QueueUrl"]
