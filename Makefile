@@ -58,14 +58,15 @@ LS_NOTEBOOKS :=
 $(LS_STAMP): .ci/localstack-requirements.txt
 	.ci/localstack.sh install
 
-test-localstack: $(STAMP) $(LS_STAMP)  ## conformance suite + LocalStack-marked tests against real LocalStack 4.14 (CI runs it after test)
+test-localstack: $(STAMP)  ## conformance suite + LocalStack-marked tests against real LocalStack 4.14 (CI runs it after test)
 	@start=$$(date +%s); status=0; \
+	{ $(MAKE) --no-print-directory $(LS_STAMP) && \
 	.ci/localstack.sh run sh -c '\
 	    $(TEST_ENV) $(PY) -m cloudlab conformance --check && \
 	    $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider -m localstack tests \
 	    $(if $(LS_NOTEBOOKS),&& $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider --nbval \
-	        --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 $(LS_NOTEBOOKS))' \
-	    || status=$$?; \
+	        --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 $(LS_NOTEBOOKS))'; \
+	} || status=$$?; \
 	echo "make test-localstack took $$(( $$(date +%s) - start )) s"; exit $$status
 
 test-fast: $(STAMP)  ## unit tests only
