@@ -129,3 +129,18 @@ def test_a_missing_service_is_not_served_and_a_crash_differs():
 def test_unknown_claim_ids_are_a_clear_error():
     with pytest.raises(ValueError, match="no such claim: nope"):
         conformance.select(["nope"])
+
+
+def test_the_command_prints_json_and_checks_against_the_record(capsys, monkeypatch):
+    from cloudlab.__main__ import main
+
+    monkeypatch.delenv("CLOUDLAB_BACKEND", raising=False)
+    assert main(["conformance", "--claim", "s3-prefix-is-string-match", "--json", "--check"]) == 0
+    printed = capsys.readouterr()
+    import json
+
+    answer = json.loads(printed.out)
+    assert answer["backend"] == "embedded"
+    assert [(r["id"], r["verdict"]) for r in answer["results"]] == [("s3-prefix-is-string-match", HOLDS)]
+    assert "matches docs/conformance/embedded.json" in printed.err
+    assert main(["conformance", "--claim", "s3-prefix-is-string-match", "--record"]) == 2  # a subset is never recorded

@@ -166,7 +166,8 @@ def _localstack() -> Backend:
     except (OSError, ValueError) as error:
         raise BackendError(
             f"No LocalStack answers at {endpoint} ({error}). Start one, then re-run this cell:\n"
-            "  docker run --rm -p 127.0.0.1:4566:4566 localstack/localstack:4.14   # tags up to 4.14 need no token\n"
+            "  docker run --rm -p 127.0.0.1:4566:4566 -e S3_SKIP_SIGNATURE_VALIDATION=0 localstack/localstack:4.14   # tags up to 4.14 need no token\n"
+            "  or, without Docker: .ci/localstack.sh install && .ci/localstack.sh run make lab   (README, section LocalStack)\n"
             "  or, with a free account: docker run --rm -e LOCALSTACK_AUTH_TOKEN=... -p 127.0.0.1:4566:4566 localstack/localstack\n"
             "Or unset CLOUDLAB_BACKEND to use the embedded emulator.") from None
     endpoint = endpoint.rstrip("/")
