@@ -56,6 +56,10 @@ free_port() {
     "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+healthy() {
+    "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/_localstack/health", timeout=2).close()' "$1" 2>/dev/null
+}
+
 LOCALSTACK_PID=
 stop() {
     if [ -n "$LOCALSTACK_PID" ] && kill -0 "$LOCALSTACK_PID" 2>/dev/null; then
@@ -95,7 +99,7 @@ run() {
     LOCALSTACK_PID=$!
     echo "$LOCALSTACK_PID" > "$STATE/pid"
     local url="http://127.0.0.1:$port" started=$SECONDS
-    until curl -sf -o /dev/null --max-time 2 "$url/_localstack/health"; do
+    until healthy "$url"; do
         if ! kill -0 "$LOCALSTACK_PID" 2>/dev/null; then
             dump_log; LOCALSTACK_PID=; die "LocalStack exited during start-up (log above)"
         fi
