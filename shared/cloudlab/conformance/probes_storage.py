@@ -52,11 +52,8 @@ def _with_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query="&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())))
 
 
-def _signer():
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", config=Config(signature_version="s3v4", retries={"mode": "standard", "total_max_attempts": 1}))
+def _signer(probe):
+    return probe.client("s3", signature_version="s3v4")
 
 
 def _refused(answer: tuple[int, str], status: int = 403) -> bool:
@@ -323,7 +320,7 @@ def _presigned(probe, expires: int = 300):
     bucket = _bucket(probe, s3)
     s3.put_object(Bucket=bucket, Key="uploads/photo.jpg", Body=b"jpeg")
     s3.put_object(Bucket=bucket, Key="uploads/other.jpg", Body=b"someone else's")
-    url = _signer().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "uploads/photo.jpg"}, ExpiresIn=expires)
+    url = _signer(probe).generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "uploads/photo.jpg"}, ExpiresIn=expires)
     return s3, bucket, url
 
 
@@ -392,7 +389,7 @@ def _presigned_other_key(probe):
 def _presigned_max(probe):
     s3, bucket, _ = _presigned(probe)
     try:
-        url = _signer().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "uploads/photo.jpg"}, ExpiresIn=604_801)
+        url = _signer(probe).generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "uploads/photo.jpg"}, ExpiresIn=604_801)
         answer = _http(url)
         return Observation(answer[0] in (400, 403) and answer[0] != 200, f"{answer[0]} {answer[1]}".strip())
     finally:
@@ -492,15 +489,6 @@ def _delete_user(iam, name: str) -> None:
     quietly(lambda: iam.delete_user(UserName=name))
 
 
-def _client_with(service: str, key: dict):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(service, aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
-                        aws_session_token=key.get("SessionToken"),
-                        config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
-
-
 def _uploads_only(bucket: str) -> dict:
     return {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": f"arn:aws:s3:::{bucket}/uploads/*"}]}
@@ -525,7 +513,7 @@ def _least_privilege(probe):
     bucket, user = _bucket(probe, s3), probe.name("user")
     try:
         key = _fresh_user(iam, user, _uploads_only(bucket))
-        student = _client_with("s3", key)
+        student = probe.client("s3", credentials=key)
         allowed = poll(lambda: _put_outcome(student, bucket, "uploads/x") == "allowed", 15, 0.5)  # IAM is eventually consistent
         denied = _put_outcome(student, bucket, "private/x")
         return Observation(bool(allowed) and denied == "AccessDenied",
@@ -547,7 +535,7 @@ def _prefix_condition(probe):
         policy = {"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
              "Condition": {"StringLike": {"s3:prefix": ["uploads/u1/*"]}}}]}
-        student = _client_with("s3", _fresh_user(iam, user, policy))
+        student = probe.client("s3", credentials=_fresh_user(iam, user, policy))
 
         def listing(prefix: str) -> str:
             try:
@@ -581,7 +569,9 @@ def _role_keys(probe):
         role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
         iam.put_role_policy(RoleName=role, PolicyName="least-privilege", PolicyDocument=json.dumps(_uploads_only(bucket)))
         assumed = poll(lambda: _assume(sts, role_arn, probe.name()), 15, 0.5)
-        student = _client_with("s3", assumed)
+        if not assumed:
+            return Observation(False, "AssumeRole refused for 15 s")
+        student = probe.client("s3", credentials=assumed)
         allowed = poll(lambda: _put_outcome(student, bucket, "uploads/x") == "allowed", 15, 0.5)
         denied = _put_outcome(student, bucket, "private/x")
         return Observation(bool(allowed) and denied == "AccessDenied",

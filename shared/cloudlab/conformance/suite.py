@@ -90,25 +90,39 @@ def claim(id: str, topic: str, text: str, expected: str, source: str, timeout: f
 class Probe:
     """What a probe gets: a unique name prefix, boto3 clients with bounded time, and helpers."""
 
-    def __init__(self, claim_id: str, run_id: str, region: str | None = None) -> None:
+    def __init__(self, claim_id: str, run_id: str) -> None:
         self.prefix = f"cf-{run_id}-{claim_id}"[:40].rstrip("-")
-        self.region = region
+        self._session = None
         self._clients: dict[tuple, object] = {}
 
     def name(self, suffix: str = "") -> str:
         """A resource name unique to this probe (lower case: valid for buckets too)."""
         return f"{self.prefix}-{suffix}".rstrip("-").lower() if suffix else self.prefix.lower()
 
-    def client(self, service: str, retries: int = 1, read_timeout: float = 20, **kwargs):
-        """A plain boto3 client; ``retries=1`` (no retry) so a probe sees every answer as it is."""
-        from botocore.config import Config
-        import boto3
+    @property
+    def session(self):
+        """This probe's own boto3 session: probes run in parallel threads, and boto3's default
+        session is not safe to create clients from in several threads at once."""
+        if self._session is None:
+            import boto3
 
-        key = (service, retries, read_timeout, tuple(sorted(kwargs.items())))
+            self._session = boto3.session.Session()
+        return self._session
+
+    def client(self, service: str, retries: int = 1, read_timeout: float = 20, credentials: dict | None = None, **kwargs):
+        """A plain boto3 client; ``retries=1`` (no retry) so a probe sees every answer as it is.
+        ``credentials``: an access key (IAM ``AccessKey`` or STS ``Credentials``) to sign with."""
+        from botocore.config import Config
+
+        key = (service, retries, read_timeout, tuple(sorted((credentials or {}).items())), tuple(sorted(kwargs.items())))
         if key not in self._clients:
             config = Config(retries={"mode": "standard", "total_max_attempts": retries},
                             connect_timeout=5, read_timeout=read_timeout, **kwargs)
-            self._clients[key] = boto3.client(service, config=config)
+            keys = {}
+            if credentials:
+                keys = {"aws_access_key_id": credentials["AccessKeyId"], "aws_secret_access_key": credentials["SecretAccessKey"],
+                        "aws_session_token": credentials.get("SessionToken")}
+            self._clients[key] = self.session.client(service, config=config, **keys)
         return self._clients[key]
 
 
