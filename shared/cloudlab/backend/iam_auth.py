@@ -4,7 +4,7 @@ Introduced in notebook 02 (least privilege: a policy limited to one S3 prefix). 
 IAM policies, but only as one global switch (``INITIAL_NO_AUTH_ACTION_COUNT`` or
 ``POST /moto-api/reset-auth``): turned on by one notebook, it would refuse the calls of every
 other notebook and grader sharing the server, whose course credentials (``test``/``test``)
-are no IAM user. See ``../shared/reference/emulators.md``.
+are no IAM user (measured: ``docs/emulators.md``).
 
 Here the switch is per request instead, the way AWS itself behaves:
 
@@ -23,14 +23,12 @@ Known gaps, from moto's policy evaluation: condition keys such as ``s3:prefix`` 
 
 from __future__ import annotations
 
-import re
 import threading
 from urllib.parse import parse_qs, urlparse
 
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL  # group 1: the access key id
 
 _request = threading.local()
-_installed = {"done": False}
 COURSE_ACCESS_KEYS = frozenset({"test"})
 
 
@@ -50,8 +48,7 @@ def is_iam_user_key(access_key: str | None) -> bool:
     if not access_key or access_key in COURSE_ACCESS_KEYS:
         return False
     try:
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.iam.models import iam_backends
+        from .moto_compat import DEFAULT_ACCOUNT_ID, iam_backends
 
         users = iam_backends[DEFAULT_ACCOUNT_ID]["global"].users.values()
         return any(key.access_key_id == access_key for user in users for key in user.access_keys)
@@ -77,13 +74,13 @@ class enforce_for_request:
         _request.presigned = False
 
 
-def install() -> None:
-    """Wrap moto's authorisation hook once per process."""
-    if _installed["done"]:
-        return
-    from moto.core.responses import ActionAuthenticatorMixin
+def authorizer(original):
+    """moto's authorisation hook, checking IAM users' keys per request (``original`` for others).
 
-    original = ActionAuthenticatorMixin._authenticate_and_authorize_action
+    Installed over ``ActionAuthenticatorMixin._authenticate_and_authorize_action`` by
+    ``moto_compat.install()``, the one place moto is patched.
+    """
+    from .moto_compat import ActionAuthenticatorMixin
 
     def authenticate_and_authorize(self, iam_request_cls, resource: str = "*"):
         key = getattr(_request, "key", None)
@@ -108,5 +105,4 @@ def install() -> None:
         iam_request.check_action_permitted(resource)
         return None
 
-    ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate_and_authorize
-    _installed["done"] = True
+    return authenticate_and_authorize

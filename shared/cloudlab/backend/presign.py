@@ -1,7 +1,7 @@
 """SigV4 checks for presigned S3 URLs on the embedded backend.
 
 Introduced in notebook 02 (presigned uploads and downloads). moto accepts any presigned
-URL, expired, tampered or re-targeted (see ``../shared/reference/emulators.md``), which would
+URL, expired, tampered or re-targeted (measured: ``docs/emulators.md``), which would
 teach that presigned URLs are not a security boundary. This module verifies them the way S3
 does, from the AWS Signature Version 4 specification (query-string authentication):
 
@@ -51,8 +51,7 @@ def _secret_for(access_key: str) -> str | None:
     if access_key in KNOWN_SECRETS:
         return KNOWN_SECRETS[access_key]
     try:  # access keys made with the emulated IAM service carry their own secrets
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.iam.models import iam_backends
+        from .moto_compat import DEFAULT_ACCOUNT_ID, iam_backends
 
         for user in iam_backends[DEFAULT_ACCOUNT_ID]["global"].users.values():
             for key in user.access_keys:
