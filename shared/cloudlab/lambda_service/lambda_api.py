@@ -28,6 +28,7 @@ import time
 import zipfile
 from urllib.parse import parse_qs, unquote
 
+from ..backend.aws_protocol import signed_region
 from .event_sources import EventSourceMappingError
 from .service import LambdaServiceError
 
@@ -38,7 +39,6 @@ class _InvalidParameter(LambdaServiceError):
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
-_REGION = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/")
 _FUNCTION = r"/(?P<name>[^/]+)"
 _ROUTES = [
     ("POST", re.compile(r"^/2015-03-31/functions/?$"), "create_function"),
@@ -76,13 +76,15 @@ class LambdaApi:
         self.service = service
 
     def __call__(self, method: str, path: str, query: str, headers, body: bytes):
+        refused = _refuse_unparseable(method, path, body)
+        if refused:
+            return refused
         for route_method, pattern, name in _ROUTES:
             if route_method == method:
                 match = pattern.match(path)
                 if match:
                     params = {key: unquote(value) for key, value in match.groupdict().items()}
-                    match_region = _REGION.search(headers.get("Authorization", "") or "")
-                    region = match_region.group(1) if match_region else "us-east-1"
+                    region = signed_region(headers)
                     try:
                         return getattr(self, name)(region=region, query=parse_qs(query), headers=headers,
                                                    body=body, **params)
@@ -235,6 +237,21 @@ class LambdaApi:
 
     def delete_mapping(self, uuid, **_):
         return _json(202, _wire(self.service.event_source_mappings.delete(uuid)))
+
+
+_INVOKE_PATHS = re.compile(r"^/[0-9-]+/functions/[^/]+/(invocations|invoke-async|response-streaming-invocations)/?$")
+
+
+def _refuse_unparseable(method: str, path: str, body: bytes) -> tuple[int, dict, bytes] | None:
+    """Every Lambda API request body is JSON: one that is not gets AWS's 400, whoever answers
+    the call (here or moto, which would fail with a 500). Invoke payloads are checked by ``invoke``."""
+    if method not in ("POST", "PUT") or not body or _INVOKE_PATHS.match(path):
+        return None
+    try:
+        json.loads(body)
+    except ValueError as problem:
+        return error(400, "InvalidRequestContentException", f"Could not parse request body into json: {problem}")
+    return None
 
 
 def _wire(config: dict) -> dict:
