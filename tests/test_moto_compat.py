@@ -38,6 +38,17 @@ def test_a_moved_internal_is_named_in_the_failure(monkeypatch):
     assert "moto.awslambda.models:LambdaFunction.invoke (used by replace_lambda_invoke) takes ('self', 'body')" in problems
 
 
+def test_another_moto_version_is_refused_at_start_naming_what_changed(monkeypatch):
+    from moto.core import utils
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9")
+    moto_compat.check_installed_version()  # another version whose internals all still fit: fine
+    monkeypatch.delattr(utils, "camelcase_to_underscores")
+    with pytest.raises(moto_compat.MotoChanged, match=r"(?s)needs moto==5\.2\.5 \(found 9\.9\.9.*"
+                                                     r"moto\.core\.utils:camelcase_to_underscores"):
+        moto_compat.check_installed_version()
+
+
 def test_instance_attributes_cloudlab_reads_are_on_live_moto_objects():
     cloudlab.use_backend()
     iam, lam, logs = boto3.client("iam"), boto3.client("lambda"), boto3.client("logs")

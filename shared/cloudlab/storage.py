@@ -399,7 +399,7 @@ def storage_facts():
     Introduced in notebook 01. One row per (storage, metric): the lecture's value or range
     (``lecture_low``/``lecture_high``, empty where the lecture gives none), the current value
     (``current``, empty where no checked source gives one), ``unit``, a note on what the
-    current value means, and ``source`` (a row of ``shared/reference/aws-facts.md`` or the lecture).
+    current value means, and ``source`` (a row of the course's checked facts file, ``aws-facts.md``, or the lecture).
     """
     import pandas as pd
 

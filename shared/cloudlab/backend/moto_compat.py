@@ -83,6 +83,11 @@ def __getattr__(name: str):
     return value
 
 
+def _get(name: str):
+    """A lazy attribute from inside this module (global lookups do not reach ``__getattr__``)."""
+    return globals()[name] if name in globals() else __getattr__(name)
+
+
 def _moto(path: str):
     """The object at dotted ``path`` ("package.module:Attr.attr"), imported."""
     module, _, attributes = path.partition(":")
@@ -95,13 +100,9 @@ def _moto(path: str):
 # -- reads --------------------------------------------------------------------------------------
 def service_backend(backend_name: str, region: str):
     """moto's backend object serving ``backend_name`` (e.g. "sqs") in ``region``, default account."""
-    from moto.backends import get_backend
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.core.base_backend import BackendDict
-
-    backend_dict = get_backend(backend_name)
-    if isinstance(backend_dict, BackendDict):
-        regions = backend_dict[DEFAULT_ACCOUNT_ID]
+    backend_dict = _get("get_backend")(backend_name)
+    if isinstance(backend_dict, _get("BackendDict")):
+        regions = backend_dict[_get("DEFAULT_ACCOUNT_ID")]
         return regions[region] if region in regions else regions["aws"]
     return backend_dict["global"]
 
@@ -153,9 +154,7 @@ def moto_request(method: str, parts, headers, body: bytes):
 
 def reset_all_state() -> None:
     """Forget every bucket, queue, table, ... (moto's ``/moto-api/reset``)."""
-    from moto.moto_api._internal import moto_api_backend
-
-    moto_api_backend.reset()
+    _get("moto_api_backend").reset()
 
 
 # -- patches ------------------------------------------------------------------------------------
@@ -216,11 +215,30 @@ def memoize_pure_helpers() -> None:
                 _memoize_in_place(function, copy_result)
 
 
+class MotoChanged(RuntimeError):
+    """The installed moto lacks internals cloudlab relies on; the message names each one."""
+
+
+def check_installed_version() -> None:
+    """With a moto other than ``MOTO_VERSION``, raise :class:`MotoChanged` naming every internal
+    that moved or changed, instead of failing later somewhere inside a request."""
+    import importlib.metadata
+
+    installed = importlib.metadata.version("moto")
+    if installed != MOTO_VERSION:
+        found = problems()
+        if found:
+            raise MotoChanged(f"cloudlab needs moto=={MOTO_VERSION} (found {installed}; reinstall with "
+                              "`make install`). What changed:\n" + "\n".join(found))
+
+
 def install() -> None:
     """Apply the embedded server's patches once per process (``MotoDispatcher`` calls it)."""
     from . import iam_auth
-    from moto.core.authorization import ActionAuthenticatorMixin
 
+    ActionAuthenticatorMixin = _get("ActionAuthenticatorMixin")
+    if not _applied:
+        check_installed_version()
     memoize_pure_helpers()
     path = "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action"
     with _patch_lock:
@@ -232,10 +250,8 @@ def install() -> None:
 def replace_lambda_invoke(replacement) -> None:
     """Make ``LambdaFunction.invoke`` (moto's Docker-based run, called for S3 notifications and
     SNS deliveries inside the PutObject/Publish request) call ``replacement`` instead."""
-    from moto.awslambda.models import LambdaFunction
-
     with _patch_lock:
-        _replace(LambdaFunction, "invoke", replacement, "moto.awslambda.models:LambdaFunction.invoke")
+        _replace(_get("LambdaFunction"), "invoke", replacement, "moto.awslambda.models:LambdaFunction.invoke")
 
 
 # -- what a moto upgrade must keep ----------------------------------------------------------------

@@ -3,7 +3,7 @@
 Not API Gateway's REST APIs: those are ``api_gateway``.
 
 Introduced in notebook 03. Plain ``boto3.client("lambda")`` against the embedded emulator
-reaches this handler first (``cloudlab.backend.embedded.SERVICE_OVERRIDES["lambda"]``).
+reaches this handler first (the ``lambda`` override of ``cloudlab.backend.local_services``).
 It answers:
 
 - ``Invoke`` (``RequestResponse``, ``Event``, ``DryRun``; ``LogType="Tail"``) and the old
