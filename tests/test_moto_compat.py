@@ -157,3 +157,19 @@ def test_an_embedded_server_brings_lambda_up_through_the_hooks_and_takes_it_down
 
     if not lambda_service._servers:  # no other server of this test session still running
         assert "lambda" not in local_services.SERVICE_OVERRIDES
+
+
+def test_shared_wire_facts_are_defined_once_in_aws_protocol():
+    homes: dict[str, list[str]] = {"DEFAULT_REGION": [], "reason phrases": [], "credential-scope regex": []}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign):
+                names = [target.id for target in node.targets if isinstance(target, ast.Name)]
+                if "DEFAULT_REGION" in names:
+                    homes["DEFAULT_REGION"].append(path.name)
+                if any("REASONS" in name for name in names):
+                    homes["reason phrases"].append(path.name)
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "compile" and node.args
+                    and isinstance(node.args[0], ast.Constant) and "Credential=" in str(node.args[0].value)):
+                homes["credential-scope regex"].append(path.name)
+    assert homes == {name: ["aws_protocol.py"] for name in homes}, homes
