@@ -8,8 +8,8 @@ fails naming the internal that moved or changed shape, and checks that no other 
 module imports moto. moto is pinned exactly (``MOTO_VERSION``, the same pin as in
 ``pyproject.toml`` and ``environment.yml``).
 
-Patches (applied once per process; :func:`install` applies the first two when an embedded
-server starts, the local Lambda service applies the third):
+Patches (applied once per process: :func:`install` applies the first three when an embedded
+server starts, the local Lambda service the last):
 
 =====================================================  ===================================  ==========================================================  =======
 moto internal                                          patched by                           why                                                         since
@@ -41,8 +41,9 @@ moto internal                                              read by, for         
 =========================================================  ==========================================================  =======
 
 "since" is the first moto release with that name at that path, read from moto's git history
-(">5.2.3": newer than the history at hand); the shapes are those of ``MOTO_VERSION``. :data:`INTERNALS` lists each one with the shape
-cloudlab relies on, and :func:`problems` says which no longer match.
+(">5.2.3": newer than the history at hand); the shapes are those of ``MOTO_VERSION``.
+:data:`INTERNALS` lists each one with the shape cloudlab relies on, and :func:`problems` says
+which no longer match; :func:`check_installed_version` runs it when another moto is installed.
 """
 
 from __future__ import annotations
