@@ -316,6 +316,10 @@ class _Handler(socketserver.StreamRequestHandler):
                 presign.verify(method, path, query, headers)
             except presign.PresignedUrlRejected as rejection:
                 return rejection.status, {"Content-Type": "application/xml"}, rejection.xml()
+        elif service == "s3" and iam_auth.is_unsigned(headers, query):  # anonymous: bucket policy only
+            refusal = iam_auth.anonymous_refusal(method, path, query)
+            if refusal is not None:
+                return refusal
         url = aws_url(service, region, headers, path, query)
         try:
             override = SERVICE_OVERRIDES.get(service)
@@ -323,7 +327,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 answer = override(method, path, query, headers, body)
                 if answer is not None:
                     return answer
-            with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' keys only
+            with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' and roles' keys
                 return self.dispatcher.dispatch(method, url, headers, body)
         except Exception as error:  # an emulator bug must not take the server down
             logging.getLogger("cloudlab.embedded").exception("emulator error")
