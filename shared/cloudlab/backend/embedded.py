@@ -25,7 +25,7 @@ import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
-from . import iam_auth, presign
+from . import iam_auth, presign, sqs_rules
 
 HEALTH_PATH = "/_cloudlab/health"
 DEFAULT_REGION = "us-east-1"
@@ -318,6 +318,10 @@ class _Handler(socketserver.StreamRequestHandler):
                 return rejection.status, {"Content-Type": "application/xml"}, rejection.xml()
         elif service == "s3" and iam_auth.is_unsigned(headers, query):  # anonymous: bucket policy only
             refusal = iam_auth.anonymous_refusal(method, path, query)
+            if refusal is not None:
+                return refusal
+        if service == "sqs":  # SQS's size rules (attributes count; 256 KiB default), which moto lacks
+            body, refusal = sqs_rules.apply(headers, body, region)
             if refusal is not None:
                 return refusal
         url = aws_url(service, region, headers, path, query)
