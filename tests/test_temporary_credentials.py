@@ -219,3 +219,36 @@ def test_anonymous_get_needs_a_public_bucket_policy():
 def test_course_credentials_stay_unrestricted(admin):
     assert code(lambda: admin.list_objects_v2(Bucket=BUCKET)) == "OK"
     assert code(lambda: admin.get_object(Bucket=BUCKET, Key="private/report.txt")) == "OK"
+
+
+def test_assume_role_obeys_the_trust_policy_and_the_maximum_duration():
+    iam, sts = boto3.client("iam"), boto3.client("sts")
+    only_lambda = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                           "Principal": {"Service": "lambda.amazonaws.com"}}]}
+    lambda_role = fresh_role(iam, f"fn-role-{uuid.uuid4().hex[:6]}", UPLOADER_POLICY, trust_policy=only_lambda)
+    code_, message = "", ""
+    try:
+        sts.assume_role(RoleArn=lambda_role, RoleSessionName="not-lambda")
+    except ClientError as error:
+        code_, message = error.response["Error"]["Code"], error.response["Error"]["Message"]
+    assert code_ == "AccessDenied" and "sts:AssumeRole" in message and lambda_role in message
+    account_role = fresh_role(iam, f"acct-role-{uuid.uuid4().hex[:6]}", UPLOADER_POLICY)  # trusts the account
+    assert code(lambda: sts.assume_role(RoleArn=account_role, RoleSessionName="ok", DurationSeconds=3600)) == "OK"
+    assert code(lambda: sts.assume_role(RoleArn=account_role, RoleSessionName="long",
+                                        DurationSeconds=7200)) == "ValidationError"  # MaxSessionDuration 3,600
+    with pytest.raises(ValueError):
+        assume_role_credentials(sts, account_role, "short", duration_seconds=60)
+
+
+def test_a_user_needs_its_own_permission_and_the_trust_policy_to_assume_a_role():
+    from cloudlab.iam import fresh_iam_user
+
+    iam = boto3.client("iam")
+    role = fresh_role(iam, f"acct-role-{uuid.uuid4().hex[:6]}", UPLOADER_POLICY)
+    may_assume = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                          "Resource": role}]}
+    allowed_user = fresh_iam_user(iam, f"assumer-{uuid.uuid4().hex[:6]}", may_assume)
+    other_user = fresh_iam_user(iam, f"bystander-{uuid.uuid4().hex[:6]}", UPLOADER_POLICY)
+    assert code(lambda: boto3.client("sts", **allowed_user).assume_role(RoleArn=role, RoleSessionName="ok")) == "OK"
+    assert code(lambda: boto3.client("sts", **other_user).assume_role(RoleArn=role,
+                                                                      RoleSessionName="no")) == "AccessDenied"

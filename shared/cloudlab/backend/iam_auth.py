@@ -237,10 +237,46 @@ def _token_error(iam_request, problem: str, is_s3: bool, json_protocol: bool):
     raise error
 
 
+def _check_assume_role(responder, identity: Identity | None) -> None:
+    """``sts:AssumeRole``: the role's trust policy must let the caller in (moto checks it only
+    under its global switch), and ``DurationSeconds`` must not exceed the role's maximum."""
+    from moto.core import exceptions
+    from moto.iam.models import iam_backends
+
+    role_arn = responder._get_param("RoleArn") or ""
+    caller = identity.arns[0] if identity and identity.arns else f"arn:aws:iam::{ACCOUNT_ID}:root"
+    try:
+        role = iam_backends[ACCOUNT_ID]["aws"].get_role_by_arn(role_arn)
+        trust = json.loads(role.assume_role_policy_document)
+    except Exception:
+        role, trust = None, None
+    context = dict(identity.context) if identity else {}
+    if responder._get_param("ExternalId"):
+        context["sts:ExternalId"] = responder._get_param("ExternalId")
+    principal = policies.Principal(identity.arns if identity else (caller,), context, account=ACCOUNT_ID)
+    if role is None or not policies.trust_allows(trust, role_arn, principal, context):
+        denied = exceptions._RESTError(  # the base of moto's own AccessDeniedError, with AWS's full message
+            "AccessDenied", f"User: {caller} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
+        denied.code = 403
+        raise denied
+    duration = responder._get_int_param("DurationSeconds", 3600)
+    if duration > int(role.max_session_duration or 3600):
+        error = exceptions._RESTError("ValidationError", "The requested DurationSeconds exceeds the "
+                                                         "MaxSessionDuration set for this role.")
+        error.code = 400
+        raise error
+
+
+def _is_assume_role(responder) -> bool:
+    return type(responder).__module__.startswith("moto.sts") and responder._get_action() == "AssumeRole"
+
+
 def authorise(responder, iam_request_cls, resource: str, original):
     """Replacement body of moto's ``_authenticate_and_authorize_action`` (see :func:`install`)."""
     identity: Identity | None = getattr(_request, "identity", None)
     if identity is None:
+        if _is_assume_role(responder):  # the course key too: only roles that trust the account
+            _check_assume_role(responder, None)
         return original(responder, iam_request_cls, resource)
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.iam.access_control import IAMPolicy, S3IAMRequest
@@ -290,6 +326,8 @@ def authorise(responder, iam_request_cls, resource: str, original):
             denied.code = 400
             raise denied
         iam_request._raise_access_denied()
+    if _is_assume_role(responder):
+        _check_assume_role(responder, identity)
     return None
 
 

@@ -37,6 +37,7 @@ class Principal:
 
     arns: tuple[str, ...] = ()  # empty: anonymous
     context: dict[str, str] = field(default_factory=dict)
+    account: str | None = None  # the caller's account, which a trust policy may name as a whole
 
     @property
     def anonymous(self) -> bool:
@@ -101,7 +102,7 @@ def _conditions_hold(conditions: dict | None, context: dict[str, str]) -> bool:
     return True
 
 
-def _principal_matches(statement: dict, principal: Principal) -> bool:
+def _principal_matches(statement: dict, principal: Principal, whole_account: bool = False) -> bool:
     named = statement.get("Principal")
     if named is None:  # identity policies name no principal: they belong to one
         return True
@@ -111,12 +112,15 @@ def _principal_matches(statement: dict, principal: Principal) -> bool:
         aws = _as_list(named.get("AWS"))
         if "*" in aws:
             return True
+        if whole_account and principal.account and (
+                principal.account in aws or f"arn:aws:iam::{principal.account}:root" in aws):
+            return True
         return any(arn in aws for arn in principal.arns)
     return False
 
 
 def statement_result(statement: dict, action: str, resource: str, principal: Principal,
-                     context: dict[str, str]) -> str:
+                     context: dict[str, str], whole_account: bool = False) -> str:
     """ALLOW, DENY or NEUTRAL: what one statement says about ``action`` on ``resource``."""
     if "Action" in statement:
         if not _matches_any(statement["Action"], action, ignore_case=True):
@@ -126,12 +130,12 @@ def statement_result(statement: dict, action: str, resource: str, principal: Pri
             return NEUTRAL
     else:
         return NEUTRAL
-    if "Resource" in statement:
+    if "Resource" in statement:  # trust policies have none: they apply to their role
         if not _matches_any(statement["Resource"], resource):
             return NEUTRAL
     elif "NotResource" in statement and _matches_any(statement["NotResource"], resource):
         return NEUTRAL
-    if "NotPrincipal" in statement or not _principal_matches(statement, principal):
+    if "NotPrincipal" in statement or not _principal_matches(statement, principal, whole_account):
         return NEUTRAL
     if not _conditions_hold(statement.get("Condition"), context):
         return NEUTRAL
@@ -148,6 +152,17 @@ def policy_result(document: dict | None, action: str, resource: str, principal: 
     return DENY if DENY in results else ALLOW if ALLOW in results else NEUTRAL
 
 
+def trust_allows(trust_policy: dict | None, role_arn: str, principal: Principal, context: dict[str, str]) -> bool:
+    """Whether a role's trust policy lets ``principal`` call ``sts:AssumeRole`` on it.
+
+    A trust policy naming the account (``arn:aws:iam::<account>:root``) lets in any identity
+    of that account whose own policies allow ``sts:AssumeRole``; those are checked apart.
+    """
+    results = {statement_result(s, "sts:AssumeRole", role_arn, principal, context, whole_account=True)
+               for s in _as_list((trust_policy or {}).get("Statement"))}
+    return ALLOW in results and DENY not in results
+
+
 def is_allowed(action: str, resource: str, principal: Principal, context: dict[str, str], *,
                identity_policies: list[dict] = (), session_policy: dict | None = None,
                resource_policy: dict | None = None) -> bool:
@@ -161,4 +176,4 @@ def is_allowed(action: str, resource: str, principal: Principal, context: dict[s
     return by_identity or bucket == ALLOW
 
 
-__all__ = ["Principal", "request_context", "statement_result", "policy_result", "is_allowed"]
+__all__ = ["Principal", "request_context", "statement_result", "policy_result", "trust_allows", "is_allowed"]
