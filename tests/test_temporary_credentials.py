@@ -196,9 +196,19 @@ def test_anonymous_get_needs_a_public_bucket_policy():
     page = f"{backend.endpoint}/{site}/index.html"
     status, body = fetch(page)
     assert (status, error_code(body)) == (403, "AccessDenied")
-    s3.put_bucket_policy(Bucket=site, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+    public_read = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-        "Resource": f"arn:aws:s3:::{site}/*"}]}))
+        "Resource": f"arn:aws:s3:::{site}/*"}]})
+    # a new bucket blocks public access, as on AWS since 2023: the policy is refused until it is turned off
+    assert s3.get_public_access_block(Bucket=site)["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+    with pytest.raises(ClientError) as blocked:
+        s3.put_bucket_policy(Bucket=site, Policy=public_read)
+    assert blocked.value.response["Error"]["Code"] == "AccessDenied"
+    assert "BlockPublicPolicy" in blocked.value.response["Error"]["Message"]
+    s3.put_public_access_block(Bucket=site, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": False, "RestrictPublicBuckets": False})
+    s3.put_bucket_policy(Bucket=site, Policy=public_read)
     assert fetch(page) == (200, b"<h1>hello</h1>")
     # the policy grants reading objects, nothing else
     status, body = fetch(f"{backend.endpoint}/{site}")
@@ -211,8 +221,10 @@ def test_anonymous_get_needs_a_public_bucket_policy():
     assert s3.get_object(Bucket=site, Key="index.html")["Body"].read() == b"<h1>hello</h1>"
     s3.put_public_access_block(Bucket=site, PublicAccessBlockConfiguration={
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-    status, body = fetch(page)
+    status, body = fetch(page)  # RestrictPublicBuckets: the public policy no longer grants anyone outside
     assert (status, error_code(body)) == (403, "AccessDenied")
+    s3.delete_public_access_block(Bucket=site)
+    assert fetch(page) == (200, b"<h1>hello</h1>")
     assert fetch(s3.generate_presigned_url("get_object", Params={"Bucket": site, "Key": "index.html"}))[0] == 200
 
 

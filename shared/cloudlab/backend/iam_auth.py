@@ -20,6 +20,10 @@ home for looking up an access key (:func:`lookup`); :mod:`.presign` uses it too.
 - Requests with no signature at all (a browser fetching a static website, ``curl``) are
   anonymous: S3 allows them only where the bucket policy allows ``Principal: "*"``, and
   answers 403 ``AccessDenied`` otherwise (:func:`anonymous_refusal`).
+- Block Public Access as on AWS since 2023: a new bucket starts with all four settings on
+  (:func:`public_access_block`), so a public bucket policy is refused (``BlockPublicPolicy``)
+  and, if already there, grants nobody (``RestrictPublicBuckets``) until they are turned off.
+- ``sts:AssumeRole`` needs the role's trust policy to let the caller in, course key included.
 
 Policies are evaluated by :mod:`.policies` (conditions such as ``s3:prefix`` on
 ``ListBucket`` included; bucket policies combined with identity policies); moto's own code
@@ -181,15 +185,56 @@ def bucket_policy(bucket: str | None) -> dict | None:
     return json.loads(document.decode() if isinstance(document, bytes) else document)
 
 
+def public_access_block(bucket: str | None):
+    """The bucket's Block Public Access settings (moto's object), None when turned off.
+
+    Since April 2023 every new S3 bucket starts with all four settings on; moto's start with
+    none. The first time the backend sees a bucket it gives it AWS's default, so
+    ``get_public_access_block`` answers as on AWS and a public policy needs it turned off first
+    (``delete_public_access_block``, or ``put_public_access_block`` with the settings off).
+    """
+    try:
+        from moto.s3.models import PublicAccessBlock, s3_backends
+
+        found = s3_backends[ACCOUNT_ID]["aws"].get_bucket(bucket)
+    except Exception:  # no such bucket (yet)
+        return None
+    if not getattr(found, "_cloudlab_defaults_applied", False):
+        found._cloudlab_defaults_applied = True
+        if found.public_access_block is None:
+            found.public_access_block = PublicAccessBlock(True, True, True, True)
+    return found.public_access_block
+
+
 def _public_policies_restricted(bucket: str | None) -> bool:
     """Block Public Access ``RestrictPublicBuckets``: a public bucket policy grants nobody outside."""
-    try:
-        from moto.s3.models import s3_backends
+    block = public_access_block(bucket)
+    return bool(block and block.restrict_public_buckets)
 
-        block = s3_backends[ACCOUNT_ID]["aws"].get_bucket(bucket).public_access_block
-    except Exception:
-        return False
-    return bool(block and str(getattr(block, "restrict_public_buckets", "")).lower() == "true")
+
+def _is_public(document: dict) -> bool:
+    """A policy granting something to everyone (``Principal: "*"``), which BlockPublicPolicy refuses."""
+    return any(statement.get("Effect") == "Allow" and statement.get("Principal") in ("*", {"AWS": "*"})
+               for statement in policies._as_list(document.get("Statement")))
+
+
+def _s3_defaults_and_public_policy(responder, resource: str, caller: str) -> None:
+    """Every S3 request: apply AWS's Block Public Access default to a bucket seen for the first
+    time, and refuse a public bucket policy while ``BlockPublicPolicy`` is on, as S3 does."""
+    bucket = resource.split(":::", 1)[1].split("/", 1)[0] if ":::" in resource else None
+    if not bucket or bucket == "*":
+        return
+    block = public_access_block(bucket)
+    if responder._get_action() != "PutBucketPolicy" or not (block and block.block_public_policy):
+        return
+    try:
+        document = json.loads(responder.body or b"{}")
+    except ValueError:
+        return  # moto answers MalformedPolicy
+    if isinstance(document, dict) and _is_public(document):
+        raise S3Error(403, "AccessDenied", f"User: {caller} is not authorized to perform: s3:PutBucketPolicy on "
+                                           f'resource: "arn:aws:s3:::{bucket}" because public policies are blocked '
+                                           "by the BlockPublicPolicy block public access setting.")
 
 
 def anonymous_refusal(method: str, path: str, query: str) -> tuple[int, dict, bytes] | None:
@@ -274,12 +319,17 @@ def _is_assume_role(responder) -> bool:
 def authorise(responder, iam_request_cls, resource: str, original):
     """Replacement body of moto's ``_authenticate_and_authorize_action`` (see :func:`install`)."""
     identity: Identity | None = getattr(_request, "identity", None)
+    from moto.iam.access_control import S3IAMRequest
+
+    if iam_request_cls is S3IAMRequest:
+        _s3_defaults_and_public_policy(responder, resource, identity.arns[0] if identity and identity.arns
+                                       else f"arn:aws:iam::{ACCOUNT_ID}:root")
     if identity is None:
         if _is_assume_role(responder):  # the course key too: only roles that trust the account
             _check_assume_role(responder, None)
         return original(responder, iam_request_cls, resource)
     from moto.core.authorization import ActionAuthenticatorMixin
-    from moto.iam.access_control import IAMPolicy, S3IAMRequest
+    from moto.iam.access_control import IAMPolicy
 
     if responder.headers.get("X-Amz-Target") in ActionAuthenticatorMixin.PUBLIC_OPERATIONS:
         return None
