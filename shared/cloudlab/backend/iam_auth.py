@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlparse
@@ -43,11 +42,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 from werkzeug.exceptions import HTTPException
 
 from . import policies
+from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL  # group 1: the access key id
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 COURSE_CREDENTIALS = {"test": "test"}  # the emulators' well-known key and secret (LocalStack's too)
 
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _request = threading.local()
 
 
