@@ -38,13 +38,13 @@ moto internal                                              read by, for         
 ``moto.awslambda.models.lambda_backends``                  ``lambda_service.service``: functions and layers at invoke   2.3.0
 ``moto.logs.models.logs_backends``                         ``lambda_service.service``: REPORT lines into CloudWatch     2.3.0
 ``moto.server.ThreadedMotoServer``                         ``embedded.StockMotoServer``: the benchmark's baseline       3.0.6
-``moto.sts.models.sts_backends`` (assumed roles)           ``iam_auth.lookup``: temporary credentials                   3.1.13
-``moto.s3.models`` (``s3_backends``, ``PublicAccessBlock``)  ``iam_auth``: bucket policies, Block Public Access defaults  3.1.13
-``moto.s3.responses.ACTION_MAP``                           ``iam_auth``: the IAM action of an anonymous S3 request     2.0
+``moto.sts.models.sts_backends`` (assumed roles)           ``iam_auth.lookup``: temporary credentials                   3.1.12
+``moto.s3.models`` (``s3_backends``, ``PublicAccessBlock``)  ``iam_auth``: bucket policies, Block Public Access defaults  3.1.12
+``moto.s3.responses.ACTION_MAP``                           ``iam_auth``: the IAM action of an anonymous S3 request     1.3.14
 ``moto.iam.access_control`` (``S3IAMRequest``,             ``iam_auth.authorise``: signature check, policies, errors   1.3.15
 ``IAMPolicy``, ``IAMRequestBase._raise_*``)
-``moto.core.exceptions`` (``JsonRESTError``, ``_RESTError``)  ``iam_auth``: AWS-shaped errors (JSON or XML)              1.0
-``moto.sqs.models.sqs_backends``                           ``sqs_rules``: a queue's MaximumMessageSize                   2.3.0
+``moto.core.exceptions`` (``JsonRESTError``, ``_RESTError``)  ``iam_auth``: AWS-shaped errors (JSON or XML)              5.2.0
+``moto.sqs.models.sqs_backends``                           ``sqs_rules``: a queue's MaximumMessageSize                   0.3.9
 =========================================================  ==========================================================  =======
 
 "since" is the first moto release with that name at that path, read from moto's git history
