@@ -23,7 +23,7 @@ import socketserver
 from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from . import iam_auth, local_services, moto_compat, presign
+from . import iam_auth, local_services, moto_compat, presign, sqs_rules
 from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL_SCOPE, DEFAULT_REGION, HTTP_REASONS as _REASONS
 from .local_services import SERVICE_OVERRIDES
 from .moto_compat import moto_request as _moto_request, reset_all_state
@@ -248,6 +248,14 @@ class _Handler(socketserver.StreamRequestHandler):
                 presign.verify(method, path, query, headers)
             except presign.PresignedUrlRejected as rejection:
                 return rejection.status, {"Content-Type": "application/xml"}, rejection.xml()
+        elif service == "s3" and iam_auth.is_unsigned(headers, query):  # anonymous: bucket policy only
+            refusal = iam_auth.anonymous_refusal(method, path, query)
+            if refusal is not None:
+                return refusal
+        if service == "sqs":  # SQS's size rules (attributes count; 256 KiB default), which moto lacks
+            body, refusal = sqs_rules.apply(headers, body, region)
+            if refusal is not None:
+                return refusal
         url = aws_url(service, region, headers, path, query)
         try:
             override = SERVICE_OVERRIDES.get(service)
@@ -255,7 +263,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 answer = override(method, path, query, headers, body)
                 if answer is not None:
                     return answer
-            with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' keys only
+            with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' and roles' keys
                 return self.dispatcher.dispatch(method, url, headers, body)
         except Exception as error:  # an emulator bug must not take the server down
             logging.getLogger("cloudlab.embedded").exception("emulator error")

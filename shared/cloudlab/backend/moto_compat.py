@@ -38,6 +38,13 @@ moto internal                                              read by, for         
 ``moto.awslambda.models.lambda_backends``                  ``lambda_service.service``: functions and layers at invoke   2.3.0
 ``moto.logs.models.logs_backends``                         ``lambda_service.service``: REPORT lines into CloudWatch     2.3.0
 ``moto.server.ThreadedMotoServer``                         ``embedded.StockMotoServer``: the benchmark's baseline       3.0.6
+``moto.sts.models.sts_backends`` (assumed roles)           ``iam_auth.lookup``: temporary credentials                   3.1.12
+``moto.s3.models`` (``s3_backends``, ``PublicAccessBlock``)  ``iam_auth``: bucket policies, Block Public Access defaults  3.1.12
+``moto.s3.responses.ACTION_MAP``                           ``iam_auth``: the IAM action of an anonymous S3 request     1.3.14
+``moto.iam.access_control`` (``S3IAMRequest``,             ``iam_auth.authorise``: signature check, policies, errors   1.3.15
+``IAMPolicy``, ``IAMRequestBase._raise_*``)
+``moto.core.exceptions`` (``JsonRESTError``, ``_RESTError``)  ``iam_auth``: AWS-shaped errors (JSON or XML)              5.2.0
+``moto.sqs.models.sqs_backends``                           ``sqs_rules``: a queue's MaximumMessageSize                   0.3.9
 =========================================================  ==========================================================  =======
 
 "since" is the first moto release with that name at that path, read from moto's git history
@@ -71,6 +78,15 @@ _LAZY = {
     "LambdaFunction": ("moto.awslambda.models", "LambdaFunction"),
     "ActionAuthenticatorMixin": ("moto.core.authorization", "ActionAuthenticatorMixin"),
     "ThreadedMotoServer": ("moto.server", "ThreadedMotoServer"),
+    "sts_backends": ("moto.sts.models", "sts_backends"),
+    "s3_backends": ("moto.s3.models", "s3_backends"),
+    "sqs_backends": ("moto.sqs.models", "sqs_backends"),
+    "PublicAccessBlock": ("moto.s3.models", "PublicAccessBlock"),
+    "S3_ACTION_MAP": ("moto.s3.responses", "ACTION_MAP"),
+    "JsonRESTError": ("moto.core.exceptions", "JsonRESTError"),
+    "RESTError": ("moto.core.exceptions", "_RESTError"),
+    "S3IAMRequest": ("moto.iam.access_control", "S3IAMRequest"),
+    "IAMPolicy": ("moto.iam.access_control", "IAMPolicy"),
 }
 
 
@@ -363,6 +379,22 @@ INTERNALS: dict[str, tuple] = {
     "moto.logs.models:LogsBackend.create_log_stream": (_parameters("self", "log_group_name", "log_stream_name"), "flush_logs"),
     "moto.logs.models:LogsBackend.put_log_events": (
         _parameters("self", "log_group_name", "log_stream_name", "log_events"), "flush_logs"),
+    # temporary credentials, bucket policies, Block Public Access, SQS size rules (iam_auth, sqs_rules)
+    "moto.sts.models:sts_backends": (_instance_of("moto.core.base_backend:BackendDict"), "iam_auth.lookup"),
+    "moto.s3.models:s3_backends": (_instance_of("moto.core.base_backend:BackendDict"), "iam_auth bucket_policy"),
+    "moto.s3.models:S3Backend.get_bucket": (_parameters("self", "bucket_name"), "iam_auth bucket_policy"),
+    "moto.s3.models:PublicAccessBlock": (_parameters("block_public_acls", "ignore_public_acls", "block_public_policy",
+                                                     "restrict_public_buckets"), "iam_auth.public_access_block"),
+    "moto.s3.responses:ACTION_MAP": (lambda value: None if isinstance(value, dict) and {"KEY", "BUCKET"} <= set(value)
+                                     else "is not a dict of KEY and BUCKET action tables", "iam_auth._s3_action"),
+    "moto.core.exceptions:JsonRESTError": (_has("code", "get_body"), "iam_auth: JSON-protocol errors"),
+    "moto.core.exceptions:_RESTError": (_has("code", "get_body"), "iam_auth: XML errors"),
+    "moto.iam.access_control:S3IAMRequest": (_subclass_of("moto.iam.access_control:IAMRequestBase"), "iam_auth.authorise"),
+    "moto.iam.access_control:IAMRequestBase._raise_invalid_access_key": (_parameters("self", "reason"), "iam_auth"),
+    "moto.iam.access_control:IAMRequestBase._raise_access_denied": (_parameters("self"), "iam_auth.authorise"),
+    "moto.iam.access_control:IAMPolicy": (_parameters("policy"), "iam_auth.authorise"),
+    "moto.iam.models:IAMBackend.get_role_by_arn": (_parameters("self", "arn"), "iam_auth._check_assume_role"),
+    "moto.sqs.models:sqs_backends": (_instance_of("moto.core.base_backend:BackendDict"), "sqs_rules"),
     "moto.server:ThreadedMotoServer": (_both(_parameters("ip_address", "port", "verbose"),
                                              _has("start", "stop", "get_host_and_port")), "embedded.StockMotoServer"),
 }

@@ -210,7 +210,8 @@ class ExecutionEnvironment:
             "LAMBDA_TASK_ROOT": str(snap.code_dir),
             "LAMBDA_RUNTIME_DIR": str(Path(__import__("awslambdaric").__file__).parent),
             "_HANDLER": snap.handler,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}",
+            # The configured Runtime, as on AWS; the interpreter itself is this machine's (notebook 03 says so).
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{snap.runtime}",
             "AWS_LAMBDA_FUNCTION_NAME": snap.name,
             "AWS_LAMBDA_FUNCTION_VERSION": snap.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(snap.memory_mb),
@@ -360,6 +361,8 @@ class ExecutionEnvironment:
     def _finish(self, request_id, status, error_type, body, cold, started, log_start, cpu_before) -> InvokeOutcome:
         snap = self.snapshot
         duration_ms = (time.monotonic() - started) * 1000
+        if status == "timeout":  # AWS reports (and bills) exactly the timeout, not when the kill landed
+            duration_ms = snap.timeout_s * 1000
         peak_mb, cpu_after = (None, None) if self.dead else _proc_stats(self.process.pid)
         self._cpu_seen = cpu_after
         if peak_mb is not None and peak_mb > snap.memory_mb and status in ("ok", "error"):

@@ -77,6 +77,14 @@ class InvalidCode(LambdaServiceError):
     code, status = "InvalidParameterValueException", 400
 
 
+class InvalidParameterValue(LambdaServiceError):
+    code, status = "InvalidParameterValueException", 400
+
+
+# AWS keeps 100 of an account's default 1,000 concurrent executions unreserved (docs/aws-facts.md).
+AWS_ACCOUNT_CONCURRENCY, AWS_UNRESERVED_MINIMUM = 1000, 100
+
+
 def _setting(name: str, default):
     value = os.environ.get(name)
     if value is None or value == "":
@@ -398,6 +406,37 @@ class LocalLambdaService:
                         env.provisioned = False
 
     # -- invoking ---------------------------------------------------------------------------------
+    # -- reserved concurrency: the unreserved minimum, scaled ----------------------------------------
+    @property
+    def unreserved_minimum(self) -> int:
+        """Concurrency no reservation may take: AWS's 100 of 1,000 (10 %), scaled to ``concurrency_limit``.
+
+        Introduced in notebook 03. With the local account limit of 10, one execution stays
+        unreserved, so reservations may total 9 at most.
+        """
+        return max(1, -(-self.concurrency_limit * AWS_UNRESERVED_MINIMUM // AWS_ACCOUNT_CONCURRENCY))
+
+    def reserved_total(self, region: str | None = None, excluding: str | None = None) -> int:
+        """Reserved concurrency of all functions of ``region``, leaving out function ``excluding``."""
+        lambda_backends, DEFAULT_ACCOUNT_ID = moto_compat.lambda_backends, moto_compat.DEFAULT_ACCOUNT_ID
+        total = 0
+        for fn in lambda_backends[DEFAULT_ACCOUNT_ID][region or DEFAULT_REGION].list_functions():
+            if fn.function_name != excluding:
+                total += _int_or_none(getattr(fn, "reserved_concurrency", None)) or 0
+        return total
+
+    def check_reservation(self, function_name: str, reserved: int, region: str | None = None) -> None:
+        """Refuse, as AWS does, a reservation that leaves less than :attr:`unreserved_minimum` unreserved."""
+        name = self.moto_function(function_name, None, region).function_name
+        unreserved = self.concurrency_limit - self.reserved_total(region, excluding=name) - reserved
+        if unreserved < self.unreserved_minimum:
+            raise InvalidParameterValue(
+                "Specified ReservedConcurrentExecutions for function decreases account's "
+                f"UnreservedConcurrentExecution below its minimum value of [{self.unreserved_minimum}]. "
+                f"(The local Lambda service scales AWS's minimum of {AWS_UNRESERVED_MINIMUM} unreserved out of "
+                f"{AWS_ACCOUNT_CONCURRENCY:,} to {self.unreserved_minimum} out of its account limit of "
+                f"{self.concurrency_limit}.)")
+
     def invoke(self, function_name: str, payload: bytes | str | dict | None = None, *, qualifier: str | None = None,
                region: str | None = None, client_context: str | None = None,
                request_id: str | None = None) -> InvokeOutcome:
