@@ -264,3 +264,12 @@ def test_a_user_needs_its_own_permission_and_the_trust_policy_to_assume_a_role()
     assert code(lambda: boto3.client("sts", **allowed_user).assume_role(RoleArn=role, RoleSessionName="ok")) == "OK"
     assert code(lambda: boto3.client("sts", **other_user).assume_role(RoleArn=role,
                                                                       RoleSessionName="no")) == "AccessDenied"
+
+
+def test_course_key_with_the_dummy_token_of_lambda_environments_still_works(admin):
+    """Lambda environments get test/test plus AWS_SESSION_TOKEN=test; their calls and URLs must work."""
+    like_lambda = boto3.client("s3", config=V4, aws_access_key_id="test", aws_secret_access_key="test",
+                               aws_session_token="test")
+    assert like_lambda.get_object(Bucket=BUCKET, Key="private/report.txt")["Body"].read() == b"secret"
+    url = like_lambda.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "private/report.txt"})
+    assert fetch(url) == (200, b"secret")

@@ -65,6 +65,8 @@ class Identity:
 
     def token_problem(self, token: str | None, now: dt.datetime | None = None) -> str | None:
         """``"InvalidToken"``, ``"ExpiredToken"`` or None for the session token a request carried."""
+        if self.kind == "course":  # Lambda environments send test/test with a dummy token "test"
+            return None
         if self.kind != "session":
             return "InvalidToken" if token else None
         if token != self.session_token:
