@@ -26,11 +26,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import guard
+from . import guard, local_services
+from .aws_protocol import DEFAULT_REGION
 from .embedded import HEALTH_PATH, EmbeddedServer, wait_until_healthy
 from .guard import REAL_AWS_OPT_IN, RealAWSBlocked
 
-DEFAULT_REGION = "us-east-1"
 # Under CLOUDLAB_BACKEND=localstack these come from the embedded emulator, in the kernel and in
 # Lambda environments: Lambda (LocalStack runs it only in Docker), IAM (where CreateFunction
 # finds the execution role), DynamoDB (LocalStack's is Amazon's DynamoDB Local: Java, a vendor
@@ -136,9 +136,7 @@ def _embedded() -> Backend:
     if server is None:
         server = EmbeddedServer().start()
         _current["server"] = server
-    from .. import lambda_service
-
-    lambda_service.get_service().data_endpoint_url = None  # handlers use this emulator too
+    local_services.set_data_endpoint(None)  # Lambda handlers use this emulator too
     return Backend("embedded", server.url, started_here=True)
 
 
@@ -173,16 +171,14 @@ def _localstack() -> Backend:
     endpoint = endpoint.rstrip("/")
     # LocalStack runs Lambda only with Docker: functions run in cloudlab's local Lambda
     # service instead, served by an embedded emulator in this process, while their handlers
-    # (and SQS pollers) use LocalStack's S3, SQS, DynamoDB... IAM goes to the embedded
+    # (and SQS pollers) use LocalStack's S3, SQS, SNS... IAM goes to the embedded
     # emulator too, because that is where CreateFunction looks for the execution role, and
     # so does DynamoDB (EMBEDDED_UNDER_LOCALSTACK says why).
     server = _current["server"]
     if server is None:
         server = EmbeddedServer().start()
         _current["server"] = server
-    from .. import lambda_service
-
-    lambda_service.get_service().data_endpoint_url = endpoint
+    local_services.set_data_endpoint(endpoint)
     return Backend("localstack", endpoint, lambda_endpoint=server.url)
 
 

@@ -396,8 +396,9 @@ def _trigger_run(probe, report_failures: bool) -> list[str]:
     """Five orders through an SQS trigger whose handler fails o3; the ids that end in the DLQ."""
     lam = probe.client("lambda")
     source_code = f"REPORT = {report_failures}\n" + BATCH_HANDLER
-    with Queue(probe, "dlq") as dlq, Queue(probe, "src", VisibilityTimeout=1) as source, \
-            function(probe, source_code, Timeout=5) as name:
+    # AWS refuses a mapping whose queue hides messages for less than the function's timeout.
+    with Queue(probe, "dlq") as dlq, Queue(probe, "src", VisibilityTimeout=2) as source, \
+            function(probe, source_code, Timeout=2) as name:
         source.sqs.set_queue_attributes(QueueUrl=source.url, Attributes={"RedrivePolicy": _redrive(dlq, 2)})
         source.sqs.send_message_batch(QueueUrl=source.url, Entries=[
             {"Id": order, "MessageBody": json.dumps({"id": order})} for order in ("o1", "o2", "o3", "o4", "o5")])
