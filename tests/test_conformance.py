@@ -21,13 +21,9 @@ from cloudlab.conformance.suite import DIFFERS, HOLDS, NOT_SERVED, NotServed, Ob
 # test_embedded_backend_keeps_the_course_claims fails as soon as a listed claim starts to hold,
 # so this list cannot outlive the fixes.
 KNOWN_DIFFERS_UNTIL_FIXED = {
-    # until STS temporary credentials are enforced (backend/iam_auth.py: a role's keys get the role's policies)
-    "iam-role-temporary-keys",
-    # until SQS counts message attributes in the size limit
-    "sqs-size-counts-attributes",
-    # until the local Lambda API applies AWS's CreateFunction validations
+    # until the local Lambda API refuses MemorySize outside 128..10,240 MB (it checks Timeout already)
     "lambda-memory-range",
-    "lambda-timeout-range",
+    # until the local Lambda API refuses reserved environment variable names (AWS_REGION, ...)
     "lambda-reserved-variables",
 }
 

@@ -526,8 +526,7 @@ def _least_privilege(probe):
 @claim("iam-list-prefix-condition", "02",
        "an s3:prefix condition on ListBucket limits listing to that prefix",
        "ListObjectsV2 Prefix='uploads/' with a condition on 'uploads/u1/*' is AccessDenied",
-       "S3 User Guide, 'Condition keys for Amazon S3' (s3:prefix)", timeout=45,
-       course_says_differs=("embedded",))  # notebook 02, section 11: moto does not evaluate s3:prefix
+       f"{FACTS}, row 's3:prefix condition key'", timeout=45)
 def _prefix_condition(probe):
     s3, iam = probe.client("s3"), probe.client("iam")
     bucket, user = _bucket(probe, s3), probe.name("user")
