@@ -23,6 +23,8 @@ die() { echo "localstack.sh: $*" >&2; exit 1; }
 
 python313() {
     if [ -n "${LOCALSTACK_PYTHON:-}" ]; then
+        "$LOCALSTACK_PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null \
+            || die "LOCALSTACK_PYTHON=$LOCALSTACK_PYTHON is not a Python 3.13 (LocalStack 4.14 needs 3.13)"
         echo "$LOCALSTACK_PYTHON"; return
     fi
     local prefix
