@@ -3,8 +3,11 @@
 ``python -m cloudlab conformance [--json]`` runs one small probe per claim the course teaches
 (topics 01-04) against the current backend (``CLOUDLAB_BACKEND``) and prints a table: claim,
 topic, expected (AWS's documented behaviour and where it is documented), observed, verdict.
-The README shows the tables of the embedded backend and of LocalStack side by side; see
-``docs/localstack.md`` for how LocalStack runs here and ``make test-localstack``.
+Introduced in the README ("Which backend tells the truth"), which shows the tables of the
+embedded backend and of LocalStack side by side; the README's LocalStack section says how
+LocalStack runs here (``make test-localstack``), ``docs/localstack-notebooks.md`` how the
+notebooks fare there. Probes of topic NN live in ``probes_storage`` (01, 02), ``probes_lambda``
+(03) and ``probes_messaging`` (04).
 """
 
 from .suite import CLAIMS, DIFFERS, HOLDS, NOT_SERVED, VERDICTS, Claim, Result, run, select
