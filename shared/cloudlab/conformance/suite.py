@@ -223,10 +223,28 @@ def select(ids: list[str] | None = None, topics: list[str] | None = None) -> lis
     return sorted(chosen, key=lambda c: (c.topic, CLAIMS.index(c)))
 
 
+_WARM_UP = (("s3", "list_buckets"), ("sqs", "list_queues"), ("sns", "list_topics"), ("sts", "get_caller_identity"),
+            ("ec2", "describe_availability_zones"), ("iam", "list_roles"), ("dynamodb", "list_tables"),
+            ("lambda", "list_functions"))
+
+
+def warm_up(timeout: float = 60) -> None:
+    """One cheap call per service, so no probe's time bound pays for a backend's first-request
+    start-up (LocalStack loads each service at its first request: seconds on a busy machine)."""
+    probe = Probe("warm-up", "0")
+
+    def call(service: str, operation: str) -> None:
+        quietly(lambda: getattr(probe.client(service, read_timeout=timeout), operation)())
+
+    with ThreadPoolExecutor(max_workers=len(_WARM_UP)) as pool:
+        list(pool.map(lambda pair: call(*pair), _WARM_UP))
+
+
 def run(claims: list[Claim] | None = None, jobs: int = 4) -> list[Result]:
     """Run the probes against the current backend (``cloudlab.use_backend()`` first); results in
     suite order. Probes are independent, so ``jobs`` of them run at once (their waits overlap)."""
     claims = select() if claims is None else claims
+    warm_up()
     run_id = uuid.uuid4().hex[:6]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(lambda c: _run_one(c, run_id), claims))
