@@ -51,6 +51,12 @@ class ManualClock:
             self._now += seconds
             return self._now
 
+    def set(self, when: float) -> None:
+        """Jump to ``when``, backwards too: replays independent requests one after another as
+        if each started at its own time (notebook 05's policy comparison)."""
+        with self._lock:
+            self._now = float(when)
+
     def sleep(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError(f"cannot sleep a negative time ({seconds})")
