@@ -127,10 +127,15 @@ def test_real_time_hang_is_cut_by_the_read_timeout_and_stop_frees_handlers():
 
 
 def test_capacity_limit_sheds_load_with_503():
-    with FlakyService(FaultPlan(latency=0.2, capacity=2, shed_at=1.5)) as service:
+    with FlakyService(FaultPlan(latency=0.5, capacity=2, shed_at=1.5)) as service:
         results = []
-        threads = [threading.Thread(target=lambda: results.extend(outcomes(service.url, 1, timeout=10)))
-                   for _ in range(8)]
+        together = threading.Barrier(8)
+
+        def client():
+            together.wait(timeout=30)          # all eight arrive within the first request's 0.5 s
+            results.extend(outcomes(service.url, 1, timeout=30))
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
