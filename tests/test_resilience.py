@@ -305,3 +305,35 @@ def test_policy_comparison_is_identical_on_every_run():
     first = resilience.run_policy(policy, plan, requests=60, interval=0.1)
     assert first == resilience.run_policy(policy, plan, requests=60, interval=0.1)
     assert 0 < first["success %"] < 100
+
+
+def test_state_machine_endpoint_runs_retry_and_catch_and_switches_back():
+    import json
+    import os
+
+    import boto3
+    from moto.core.config import default_user_config
+
+    import cloudlab
+
+    cloudlab.use_backend()
+    definition = {"StartAt": "Put", "States": {
+        "Put": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
+                "Parameters": {"TableName": "tr-missing", "Item": {"pk": {"S": "1"}}},
+                "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 1}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Undo"}], "End": True},
+        "Undo": {"Type": "Pass", "Result": "undone", "ResultPath": "$.undo", "End": True}}}
+    with resilience.state_machine_endpoint() as url:
+        sfn = boto3.client("stepfunctions", endpoint_url=url)
+        machine = sfn.create_state_machine(name="tr-machine", definition=json.dumps(definition),
+                                           roleArn="arn:aws:iam::123456789012:role/tr")["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+        deadline = time.monotonic() + 30
+        while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result = sfn.describe_execution(executionArn=execution)
+        failures = [e for e in sfn.get_execution_history(executionArn=execution)["events"] if e["type"] == "TaskFailed"]
+        sfn.delete_state_machine(stateMachineArn=machine)
+    assert result["status"] == "SUCCEEDED" and json.loads(result["output"])["undo"] == "undone"
+    assert len(failures) == 2 and failures[0]["taskFailedEventDetails"]["error"] == "DynamoDB.ResourceNotFoundException"
+    assert default_user_config["stepfunctions"]["execute_state_machine"] is False and "MOTO_PORT" not in os.environ

@@ -6,6 +6,7 @@
   :class:`CircuitBreaker`, :class:`Deadline`, :class:`TokenBucket`;
 - :mod:`.backoff` — backoff strategies and :func:`simulate_backoff` (the AWS Architecture Blog model);
 - :mod:`.experiments` — the thundering herd in real time, client policies compared;
+- :mod:`.orchestration` — :func:`state_machine_endpoint`, Step Functions that run state machines;
 - :mod:`.models` — chain availability, a call chain with timeouts, an edge cache under Zipf traffic.
 
 Faults injected into boto3 calls live in :mod:`cloudlab.faults`.
@@ -17,6 +18,7 @@ from .experiments import Policy, compare_policies, herd, run_policy
 from .flaky import KINDS, FaultPlan, FlakyService, call, unaccepting_port
 from .models import (ChainResult, chain_availability, run_chain, simulate_chain_availability, simulate_edge_cache,
                      zipf_weights)
+from .orchestration import state_machine_endpoint
 from .patterns import (CircuitBreaker, CircuitOpenError, Deadline, DeadlineExceeded, HttpError, RetryBudget,
                        RetryBudgetExhausted, TokenBucket, is_retryable, retry_call)
 
@@ -24,4 +26,4 @@ __all__ = ["Policy", "compare_policies", "herd", "run_policy", "STRATEGIES", "ba
            "FaultPlan", "FlakyService", "call", "unaccepting_port", "ChainResult", "chain_availability", "run_chain",
            "simulate_chain_availability", "simulate_edge_cache", "zipf_weights", "CircuitBreaker", "CircuitOpenError",
            "Deadline", "DeadlineExceeded", "HttpError", "RetryBudget", "RetryBudgetExhausted", "TokenBucket",
-           "is_retryable", "retry_call"]
+           "is_retryable", "retry_call", "state_machine_endpoint"]
