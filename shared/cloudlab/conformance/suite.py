@@ -230,14 +230,12 @@ _WARM_UP = (("s3", "list_buckets"), ("sqs", "list_queues"), ("sns", "list_topics
 
 def warm_up(timeout: float = 60) -> None:
     """One cheap call per service, so no probe's time bound pays for a backend's first-request
-    start-up (LocalStack loads each service at its first request: seconds on a busy machine)."""
+    start-up (LocalStack loads each service at its first request: seconds on a busy machine).
+    One after the other: LocalStack 4.14 importing two services' modules at once can deadlock
+    ("deadlock detected by _ModuleLock('moto.iam')" seen from STS and EC2 loaded together)."""
     probe = Probe("warm-up", "0")
-
-    def call(service: str, operation: str) -> None:
+    for service, operation in _WARM_UP:
         quietly(lambda: getattr(probe.client(service, read_timeout=timeout), operation)())
-
-    with ThreadPoolExecutor(max_workers=len(_WARM_UP)) as pool:
-        list(pool.map(lambda pair: call(*pair), _WARM_UP))
 
 
 def run(claims: list[Claim] | None = None, jobs: int = 4) -> list[Result]:
