@@ -140,3 +140,16 @@ def test_the_command_prints_json_and_checks_against_the_record(capsys, monkeypat
     assert [(r["id"], r["verdict"]) for r in answer["results"]] == [("s3-prefix-is-string-match", HOLDS)]
     assert "matches docs/conformance/embedded.json" in printed.err
     assert main(["conformance", "--claim", "s3-prefix-is-string-match", "--record"]) == 2  # a subset is never recorded
+
+
+def test_check_runs_a_differing_claim_again_and_fails_if_it_still_differs(capsys, monkeypatch):
+    from cloudlab.__main__ import main
+
+    monkeypatch.delenv("CLOUDLAB_BACKEND", raising=False)
+    stale = {"backend": "embedded", "version": None,
+             "results": {"s3-prefix-is-string-match": {"verdict": DIFFERS, "observed": "an old behaviour"}}}
+    monkeypatch.setattr(table, "read_record", lambda backend: stale)
+    assert main(["conformance", "--claim", "s3-prefix-is-string-match", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "running them again, one at a time" in err
+    assert "recorded differs (an old behaviour), now holds" in err

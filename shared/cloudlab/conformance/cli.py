@@ -54,6 +54,16 @@ def main(args) -> int:
             recorded = {**recorded, "results": {k: v for k, v in recorded["results"].items() if k in record["results"]}}
         changed = table.differences(record, recorded)
         if changed:
+            # A claim must differ twice, the second time alone, before CI fails: one busy moment
+            # (or a backend's own hiccup) must not block a submission. Both runs are printed.
+            again = [c for c in claims if record["results"].get(c.id) != recorded["results"].get(c.id)]
+            print(f"\n{len(again)} claim(s) differ from the record; running them again, one at a time:",
+                  *changed, sep="\n  ", file=sys.stderr)
+            rerun = {r.id: r for r in run(again, jobs=1)}
+            results = [rerun.get(r.id, r) for r in results]
+            record = table.as_record(results, backend.name, record["version"])
+            changed = table.differences(record, recorded)
+        if changed:
             print(f"\nThe {backend.name} backend no longer behaves as recorded in {table.record_path(backend.name)}:",
                   *changed, "If the change is intended: re-run with --record, then --readme, and commit both.",
                   sep="\n  ", file=sys.stderr)
