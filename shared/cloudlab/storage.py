@@ -396,7 +396,8 @@ def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20
 
 
 def measure_parallel_gets(s3, bucket: str, objects: int = 200, object_bytes: int = 1024,
-                          threads=(1, 2, 4, 8, 16), repeats: int = 2, prefix: str = "parallel/"):
+                          threads=(1, 2, 4, 8, 16), repeats: int = 2, prefix: str = "parallel/",
+                          added_latency_s: float = 0.0):
     """Time GETs of ``objects`` small objects sent from 1 thread and from N threads.
 
     Introduced in notebook 01. Puts ``objects`` objects of ``object_bytes`` bytes under
@@ -404,6 +405,10 @@ def measure_parallel_gets(s3, bucket: str, objects: int = 200, object_bytes: int
     of N threads sharing the client ``s3`` (boto3 clients are thread-safe; the client's
     connection pool must allow N connections, see ``botocore.config.Config(max_pool_connections)``).
     Each N is timed ``repeats`` times and the fastest kept. The objects are deleted afterwards.
+
+    ``added_latency_s`` delays every GetObject by that many seconds before it is sent: a
+    stand-in for a network round trip, which a local emulator does not have. While a request
+    waits on the network its thread holds no CPU, which is the case where threads help.
 
     Returns a DataFrame with one row per N: ``threads``, ``gets``, ``seconds``,
     ``gets_per_s`` and ``speedup`` (sequential time / this time).
@@ -422,21 +427,29 @@ def measure_parallel_gets(s3, bucket: str, objects: int = 200, object_bytes: int
     def get(key: str) -> int:
         return len(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    rows = []
+    def wait_for_network(**_) -> None:
+        time.sleep(added_latency_s)  # a simulated round trip, not a wait for a condition
+
+    def best_time(count: int) -> float:
+        best = float("inf")
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                got = sum(pool.map(get, keys)) if count > 1 else sum(map(get, keys))
+                best = min(best, time.perf_counter() - start)
+                assert got == objects * object_bytes
+        return best
+
+    hooks = {"before-send.s3.GetObject": wait_for_network} if added_latency_s > 0 else {}
     try:
-        for count in threads:
-            best = float("inf")
-            with ThreadPoolExecutor(max_workers=count) as pool:
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    got = sum(pool.map(get, keys)) if count > 1 else sum(map(get, keys))
-                    best = min(best, time.perf_counter() - start)
-                    assert got == objects * object_bytes
-            rows.append({"threads": count, "gets": objects, "seconds": best, "gets_per_s": objects / best})
+        with client_hooks(s3, hooks):
+            seconds = {count: best_time(count) for count in threads}
     finally:
         for start in range(0, len(keys), 1000):
             s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]],
                                                      "Quiet": True})
+    rows = [{"threads": count, "gets": objects, "seconds": best, "gets_per_s": objects / best}
+            for count, best in seconds.items()]
     frame = pd.DataFrame(rows)
     sequential = frame.loc[frame["threads"] == min(threads), "seconds"].iloc[0]
     frame["speedup"] = sequential / frame["seconds"]
