@@ -214,10 +214,13 @@ class HttpConnection:
                 pairs.append((name, _header_value(value)))
         no_body = head or status in (204, 304)
         pairs.append(("Content-Length", str(length) if head and length is not None else str(len(body))))
-        payload = conn.send(h11.Response(status_code=status, headers=pairs, reason=REASONS.get(status, "")))
-        if not no_body and body:
-            payload += conn.send(h11.Data(data=body))
-        payload += conn.send(h11.EndOfMessage())
+        try:
+            payload = conn.send(h11.Response(status_code=status, headers=pairs, reason=REASONS.get(status, "")))
+            if not no_body and body:
+                payload += conn.send(h11.Data(data=body))
+            payload += conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as error:  # no request is waiting for this answer
+            raise ConnectionError(f"cannot answer on this connection: {error}") from None
         self.sock.sendall(payload)  # one write: headers and body leave in one segment
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
@@ -354,7 +357,7 @@ class HttpServer:
                     break
                 if self._stopping or not connection.send_response(status, headers, body, head=request.method == "HEAD"):
                     break
-        except (OSError, h11.LocalProtocolError):
+        except OSError:
             pass
         finally:
             with self._lock:
