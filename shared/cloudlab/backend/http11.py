@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Callable
@@ -32,6 +33,7 @@ import h11
 
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 _RECEIVE_SIZE = 65536
+_LINGER_SECONDS, _LINGER_BYTES = 1.0, 4 * 1024 * 1024  # after an error: drain this much, this long, then close
 
 
 @dataclass(frozen=True)
@@ -185,13 +187,13 @@ class HttpConnection:
                     break
                 elif body_event is h11.NEED_DATA:
                     if conn.they_are_waiting_for_100_continue:
-                        self.sock.sendall(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                        self.sock.sendall(conn.send(h11.InformationalResponse(status_code=100, headers=[], reason="Continue")))
                     self._receive(timeout_for(limits.read_timeout) if timeout_for else limits.read_timeout, True)
                 else:  # ConnectionClosed in the middle of a body
                     raise RequestRejected(400, "IncompleteBody", _INCOMPLETE)
         except h11.RemoteProtocolError as error:
             raise _rejection(error, conn) from None
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)  # h11 hands out bytearrays
         return Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers, body, self.client)
 
     def send_response(self, status: int, headers, body: bytes | str, *, head: bool = False) -> bool:
@@ -227,14 +229,27 @@ class HttpConnection:
             return True
         return False
 
-    def send_error(self, status: int, headers, body: bytes) -> None:
-        """Answer a rejected request and end the connection (h11 may no longer be in step)."""
+    def send_error(self, status: int, headers, body: bytes, linger: float = _LINGER_SECONDS) -> None:
+        """Answer a rejected request, then end the connection (h11 may no longer be in step).
+
+        The rest of what the client sends is read and dropped for a moment before closing
+        ("lingering close"): closing with unread data would reset the connection, and the
+        client could lose the answer explaining why.
+        """
         lines = [f"HTTP/1.1 {status} {REASONS.get(status, '')}"]
         lines += [f"{name}: {_header_value(value).decode('latin-1')}" for name, value in
                   (headers.items() if isinstance(headers, dict) else headers)]
         lines += [f"Content-Length: {len(body)}", "Connection: close"]
         try:
             self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            self.sock.shutdown(socket.SHUT_WR)
+            drained, until = 0, time.monotonic() + linger
+            while drained < _LINGER_BYTES:
+                self.sock.settimeout(max(0.0, until - time.monotonic()))  # 0: only what has arrived
+                data = self.sock.recv(_RECEIVE_SIZE)
+                if not data:
+                    break
+                drained += len(data)
         except OSError:
             pass
 
@@ -333,7 +348,7 @@ class HttpServer:
         status, headers, body = self.error_document(
             503, "SlowDown", f"Please reduce your request rate: {self.limits.max_connections} connections are open.")
         sock.settimeout(1.0)
-        connection.send_error(status, headers, body)
+        connection.send_error(status, headers, body, linger=0)  # the accept loop must not wait
         connection.close()
 
     def _serve_connection(self, sock: socket.socket, client) -> None:
