@@ -150,7 +150,8 @@ def test_clean_removes_only_the_notebooks_own_prefix():
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key="k", Body=b"1")
     sqs.create_queue(QueueName="nbaa-queue")
-    assert backend.clean("nbaa-") == {"buckets": 1, "queues": 1, "topics": 0, "tables": 0, "functions": 0}
+    assert backend.clean("nbaa-") == {"buckets": 1, "queues": 1, "topics": 0, "tables": 0, "functions": 0,
+                                        "instances": 0, "volumes": 0, "snapshots": 0, "file_systems": 0}
     names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert "nbbb-two" in names and "nbaa-one" not in names
 
@@ -275,7 +276,8 @@ def test_clean_deletes_the_prefixs_lambda_functions_and_their_event_source_mappi
     url = sqs.create_queue(QueueName="nbdd-q")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="nbdd-fn", BatchSize=1)
-    assert backend.clean("nbdd-") == {"buckets": 0, "queues": 1, "topics": 0, "tables": 0, "functions": 1}
+    assert backend.clean("nbdd-") == {"buckets": 0, "queues": 1, "topics": 0, "tables": 0, "functions": 1,
+                                      "instances": 0, "volumes": 0, "snapshots": 0, "file_systems": 0}
     names = {fn["FunctionName"] for fn in lam.list_functions()["Functions"]}
     assert "nbdd-fn" not in names and "nbee-fn" in names
     assert lam.list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"] == []

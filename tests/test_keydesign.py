@@ -1,4 +1,5 @@
-"""cloudlab.keydesign (notebook 02): data set, layouts, paginated LIST, queries, fault injection."""
+"""cloudlab.keydesign (notebook 02): data set, layouts, paginated LIST, queries; with
+the helpers notebook 02 uses beside it (hooks.InFlight, faults.FailOnce, iam.fresh_iam_user)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from boto3.s3.transfer import TransferConfig
 
 import cloudlab
 from cloudlab import keydesign as kd
+from cloudlab.faults import FailOnce
+from cloudlab.hooks import InFlight
+from cloudlab.iam import fresh_iam_user
 from cloudlab.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,8 +122,8 @@ def test_multipart_in_flight_and_one_failed_part_retried(s3, tmp_path):
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(12 * 1024 * 1024))
     config = TransferConfig(multipart_threshold=5 * 1024 ** 2, multipart_chunksize=5 * 1024 ** 2, max_concurrency=3)
-    with Ledger() as ledger, kd.InFlight(s3, "UploadPart") as watch, \
-            kd.FailOnce(s3, "UploadPart", lambda params: params.get("PartNumber") == 2) as fault:
+    with Ledger() as ledger, InFlight(s3, "UploadPart") as watch, \
+            FailOnce(s3, "UploadPart", lambda params: params.get("PartNumber") == 2) as fault:
         s3.upload_file(str(path), bucket, "big.bin", Config=config)
     assert fault.failed == 1
     assert ledger.count("s3", "UploadPart") == 4          # 3 parts + 1 retry
@@ -134,8 +138,8 @@ def test_fresh_iam_user_can_be_recreated():
     cloudlab.use_backend()
     iam = boto3.client("iam")
     policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
-    first = kd.fresh_iam_user(iam, "test-kd-user", policy)
-    again = kd.fresh_iam_user(iam, "test-kd-user", policy)
+    first = fresh_iam_user(iam, "test-kd-user", policy)
+    again = fresh_iam_user(iam, "test-kd-user", policy)
     assert first["aws_access_key_id"] != again["aws_access_key_id"]
     keys = iam.list_access_keys(UserName="test-kd-user")["AccessKeyMetadata"]
     assert [k["AccessKeyId"] for k in keys] == [again["aws_access_key_id"]]

@@ -103,58 +103,6 @@ def test_heartbeat_keeps_a_long_job_invisible(aws):
     assert queues.queue_counts(sqs, url) == {"visible": 0, "in_flight": 0, "delayed": 0}
 
 
-def test_idempotency_store_runs_once_under_concurrent_duplicates(aws):
-    _, dynamodb = aws
-    table = queues.create_key_table(dynamodb, name("idem"))
-    store = queues.IdempotencyStore(dynamodb, table)
-    runs = []
-    lock = threading.Lock()
-
-    def charge():
-        with lock:
-            runs.append(1)
-        time.sleep(0.05)
-        return {"charged": 10}
-
-    outcomes = []
-
-    def deliver():
-        client = boto3.client("dynamodb")
-        try:
-            outcomes.append(queues.IdempotencyStore(client, table).run_once("order-1", charge))
-        except queues.AlreadyInProgress:
-            outcomes.append("in progress")
-
-    threads = [threading.Thread(target=deliver) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(runs) == 1
-    assert outcomes.count(({"charged": 10}, False)) == 1
-    assert store.run_once("order-1", charge) == ({"charged": 10}, True)
-    assert len(runs) == 1
-
-
-def test_idempotency_store_releases_the_key_when_the_work_fails(aws):
-    _, dynamodb = aws
-    store = queues.IdempotencyStore(dynamodb, queues.create_key_table(dynamodb, name("idem")))
-
-    def boom():
-        raise ValueError("downstream down")
-
-    with pytest.raises(ValueError):
-        store.run_once("k", boom)
-    assert store.run_once("k", lambda: 7) == (7, False)
-
-
-def test_idempotency_key_is_logical_identity():
-    a = queues.idempotency_key("charge", order_id="o-1", amount=10)
-    assert a == queues.idempotency_key("charge", amount=10, order_id="o-1")
-    assert a != queues.idempotency_key("charge", order_id="o-1", amount=11)
-    assert a != queues.idempotency_key("refund", order_id="o-1", amount=10)
-
-
 def test_buffering_run_absorbs_a_spike_and_drains(aws):
     sqs, _ = aws
     url, _ = queues.create_queue(sqs, name("buf"))

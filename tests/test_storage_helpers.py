@@ -146,7 +146,7 @@ def test_plot_helpers_draw_one_line_or_bar_group_per_series():
     assert len(ax.patches) == 3
 
 
-def test_clean_compute_resources_removes_only_named_ec2_and_efs_resources():
+def test_clean_removes_only_named_ec2_and_efs_resources():
     cloudlab.use_backend()
     ec2, efs = boto3.client("ec2"), boto3.client("efs")
     prefix = f"tclean{uuid.uuid4().hex[:6]}-"
@@ -160,9 +160,12 @@ def test_clean_compute_resources_removes_only_named_ec2_and_efs_resources():
     system = efs.create_file_system(CreationToken=prefix, Tags=[{"Key": "Name", "Value": prefix + "fs"}])["FileSystemId"]
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
     efs.create_mount_target(FileSystemId=system, SubnetId=subnet)
-    assert storage.clean_compute_resources(prefix) == {"instances": 1, "volumes": 1, "snapshots": 1, "file_systems": 1}
+    compute = ("instances", "volumes", "snapshots", "file_systems")
+    removed = cloudlab.use_backend().clean(prefix)
+    assert {kind: removed[kind] for kind in compute} == {"instances": 1, "volumes": 1, "snapshots": 1, "file_systems": 1}
     assert [v["VolumeId"] for v in ec2.describe_volumes(VolumeIds=[other])["Volumes"]] == [other]
     state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
     assert state in ("shutting-down", "terminated")
-    assert storage.clean_compute_resources(prefix) == {"instances": 0, "volumes": 0, "snapshots": 0, "file_systems": 0}
+    removed = cloudlab.use_backend().clean(prefix)
+    assert {kind: removed[kind] for kind in compute} == {"instances": 0, "volumes": 0, "snapshots": 0, "file_systems": 0}
     ec2.delete_volume(VolumeId=other)

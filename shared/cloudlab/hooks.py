@@ -1,12 +1,13 @@
 """Botocore event handlers on one client, for the length of a ``with`` block.
 
 Introduced in notebook 01 (``storage.count_requests`` / ``log_requests``) and used again in
-notebook 02 (``keydesign.InFlight`` / ``FailOnce``). The course-wide hooks (the safety guard
+notebook 02 (:class:`InFlight` here, ``faults.FailOnce``). The course-wide hooks (the safety guard
 and the ledger) are registered for every session instead; see ``backend.guard`` and ``ledger``.
 """
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 
@@ -44,3 +45,33 @@ class ClientHooks:
 
     def __exit__(self, *exc) -> None:
         self._registered.__exit__(*exc)
+
+
+class InFlight(ClientHooks):
+    """Counts the requests of one client that are in flight at once, by operation.
+
+    Introduced in notebook 02 (multipart uploads run parts concurrently)::
+
+        with InFlight(s3, "UploadPart") as watch:
+            s3.upload_file(...)
+        watch.peak          # most UploadPart requests in flight at the same moment
+    """
+
+    def __init__(self, client, operation: str) -> None:
+        self.client, self.operation = client, operation
+        self.now = self.peak = self.sent = 0
+        self._lock = threading.Lock()
+
+    def _before(self, **_) -> None:
+        with self._lock:
+            self.now += 1
+            self.sent += 1
+            self.peak = max(self.peak, self.now)
+
+    def _after(self, **_) -> None:
+        with self._lock:
+            self.now -= 1
+
+    def hooks(self) -> dict:
+        return {f"before-send.s3.{self.operation}": self._before,
+                f"response-received.s3.{self.operation}": self._after}

@@ -27,7 +27,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .hooks import ClientHooks
 
 PAGE_SIZE = 1000  # ListObjectsV2 returns at most 1,000 keys per request
 
@@ -252,111 +251,6 @@ def hot_prefix_load(records, layout: str) -> dict:
             "max_total_put_rate": int(PUT_LIMIT_PER_PREFIX / share)}
 
 
-# --- least privilege ----------------------------------------------------------------------
-
-def fresh_iam_user(iam, name: str, policy: dict, policy_name: str = "least-privilege") -> dict:
-    """Create IAM user ``name`` with one inline ``policy`` and an access key; return the key.
-
-    Introduced in notebook 02. A user left by an earlier run (IAM users are global, not in a
-    bucket the notebook can clean) is deleted first, with its keys and inline policies, so
-    the cell can be re-run. Returns ``{"aws_access_key_id": ..., "aws_secret_access_key": ...}``,
-    ready for ``boto3.client("s3", **key)``.
-    """
-    try:
-        for key in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
-            iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
-        for existing in iam.list_user_policies(UserName=name)["PolicyNames"]:
-            iam.delete_user_policy(UserName=name, PolicyName=existing)
-        iam.delete_user(UserName=name)
-    except iam.exceptions.NoSuchEntityException:
-        pass
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
-
-
-# --- watching the requests of one client --------------------------------------------------
-
-class InFlight(ClientHooks):
-    """Counts the requests of one client that are in flight at once, by operation.
-
-    Introduced in notebook 02 (multipart uploads run parts concurrently)::
-
-        with InFlight(s3, "UploadPart") as watch:
-            s3.upload_file(...)
-        watch.peak          # most UploadPart requests in flight at the same moment
-    """
-
-    def __init__(self, client, operation: str) -> None:
-        self.client, self.operation = client, operation
-        self.now = self.peak = self.sent = 0
-        self._lock = threading.Lock()
-
-    def _before(self, **_) -> None:
-        with self._lock:
-            self.now += 1
-            self.sent += 1
-            self.peak = max(self.peak, self.now)
-
-    def _after(self, **_) -> None:
-        with self._lock:
-            self.now -= 1
-
-    def hooks(self) -> dict:
-        return {f"before-send.s3.{self.operation}": self._before,
-                f"response-received.s3.{self.operation}": self._after}
-
-
-class FailOnce(ClientHooks):
-    """Makes the first attempt of one request fail with HTTP 500 ``InternalError``, as a
-    network or server fault would; botocore's retry handler then sends it again.
-
-    Introduced in notebook 02 (what a retried multipart part costs)::
-
-        with FailOnce(s3, "UploadPart", lambda params: params["PartNumber"] == 3):
-            s3.upload_file(...)
-
-    The failure is made in the client (a ``before-send`` hook answers instead of the
-    network), so every emulator sees the same fault.
-    """
-
-    def __init__(self, client, operation: str, match=lambda params: True) -> None:
-        self.client, self.operation, self.match = client, operation, match
-        self.failed = 0
-        self._lock = threading.Lock()
-
-    def _before_send(self, request, **_):
-        from botocore.awsrequest import AWSResponse
-
-        context = getattr(request, "context", {}) or {}
-        if not self.match(context.get("cloudlab_params", {})):
-            return None
-        with self._lock:
-            if self.failed:
-                return None
-            self.failed += 1
-        body = b"<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>"
-        return AWSResponse(request.url, 500, {"Content-Type": "application/xml"}, _Raw(body))
-
-    def _remember(self, params, context, **_) -> None:  # the call's own parameters, before serialisation
-        context["cloudlab_params"] = dict(params)
-
-    def hooks(self) -> dict:
-        return {f"before-parameter-build.s3.{self.operation}": self._remember,
-                f"before-send.s3.{self.operation}": self._before_send}
-
-
-class _Raw:
-    """The minimal raw-response object botocore reads a body from."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_):
-        yield self._body
-
-
 __all__ = ["LAYOUTS", "PAGE_SIZE", "QUERIES", "PUT_LIMIT_PER_PREFIX", "GET_LIMIT_PER_PREFIX", "make_uploads",
            "key_for", "keys_for", "load", "Listing", "list_all", "query_plan", "run_query", "plan_query",
-           "hot_prefix_load", "fresh_iam_user", "InFlight", "FailOnce"]
+           "hot_prefix_load"]

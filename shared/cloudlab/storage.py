@@ -387,53 +387,6 @@ def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20
     return pd.DataFrame(rows)
 
 
-def clean_compute_resources(prefix: str) -> dict[str, int]:
-    """Delete the EC2 and EFS resources whose ``Name`` starts with ``prefix``.
-
-    Introduced in notebook 01. ``Backend.clean`` covers buckets, queues, topics and tables;
-    this covers what notebook 01 creates besides: instances (terminated), EBS volumes
-    (detached, then deleted), snapshots, and EFS file systems (mount targets first). The name
-    is the ``Name`` tag for EC2 resources and the file system's ``Name`` for EFS. Returns how
-    many of each were removed, so a re-run on a shared emulator starts from the same state.
-    """
-    import boto3
-
-    if len(prefix) < 3:
-        raise ValueError("use a prefix of at least 3 characters")
-    ec2, efs = boto3.client("ec2"), boto3.client("efs")
-    named = [{"Name": "tag:Name", "Values": [prefix + "*"]}]
-    removed = {"instances": 0, "volumes": 0, "snapshots": 0, "file_systems": 0}
-    for volume in ec2.describe_volumes(Filters=named)["Volumes"]:
-        for attachment in volume.get("Attachments", []):
-            ec2.detach_volume(VolumeId=volume["VolumeId"], InstanceId=attachment["InstanceId"], Force=True)
-        ec2.delete_volume(VolumeId=volume["VolumeId"])
-        removed["volumes"] += 1
-    for snapshot in ec2.describe_snapshots(OwnerIds=["self"], Filters=named)["Snapshots"]:
-        ec2.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
-        removed["snapshots"] += 1
-    from botocore.exceptions import ClientError
-
-    ids = [instance["InstanceId"]
-           for reservation in ec2.describe_instances(Filters=named)["Reservations"]
-           for instance in reservation["Instances"] if instance["State"]["Name"] not in ("terminated", "shutting-down")]
-    for instance_id in ids:
-        try:
-            ec2.terminate_instances(InstanceIds=[instance_id])
-            removed["instances"] += 1
-        except ClientError:
-            # moto keeps a stale block-device entry on an instance whose volume was attached
-            # elsewhere (it does not refuse the second attach); terminating it then fails.
-            # The instance is left behind: harmless, and it holds no volume.
-            pass
-    for system in efs.describe_file_systems()["FileSystems"]:
-        if system.get("Name", "").startswith(prefix):
-            for target in efs.describe_mount_targets(FileSystemId=system["FileSystemId"])["MountTargets"]:
-                efs.delete_mount_target(MountTargetId=target["MountTargetId"])
-            efs.delete_file_system(FileSystemId=system["FileSystemId"])
-            removed["file_systems"] += 1
-    return removed
-
-
 def storage_facts():
     """The checked storage performance table (``data/storage_performance.csv``) as a DataFrame.
 
@@ -448,4 +401,4 @@ def storage_facts():
 
 
 __all__ = ["Instance", "InstanceStore", "SharedFolder", "S3Storage", "UploadService", "Response",
-           "RoundRobin", "count_requests", "log_requests", "clean_compute_resources", "measure_small_vs_large", "storage_facts"]
+           "RoundRobin", "count_requests", "log_requests", "measure_small_vs_large", "storage_facts"]

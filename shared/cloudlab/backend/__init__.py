@@ -56,7 +56,8 @@ class Backend:
         urllib.request.urlopen(request, timeout=10).close()
 
     def clean(self, prefix: str) -> dict[str, int]:
-        """Delete the buckets, queues, topics, tables and Lambda functions whose names start with ``prefix``.
+        """Delete the buckets, queues, topics, tables, Lambda functions, EC2 instances, EBS volumes
+        and snapshots (``Name`` tag) and EFS file systems whose names start with ``prefix``.
 
         Lets a notebook own its resources on a shared backend: it cleans its prefix at the
         start, so a re-run starts from the same state. Returns how many of each were deleted.

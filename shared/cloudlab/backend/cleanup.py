@@ -22,7 +22,8 @@ def _empty_and_delete_bucket(s3, bucket: str) -> None:
 def delete_prefixed(prefix: str) -> dict[str, int]:
     if len(prefix) < 3:
         raise ValueError("use a prefix of at least 3 characters, so clean() cannot wipe everything")
-    deleted = {"buckets": 0, "queues": 0, "topics": 0, "tables": 0, "functions": 0}
+    deleted = {"buckets": 0, "queues": 0, "topics": 0, "tables": 0, "functions": 0,
+               "instances": 0, "volumes": 0, "snapshots": 0, "file_systems": 0}
     _delete_functions(prefix, deleted)  # first: their SQS pollers must not outlive the queues
     s3 = boto3.client("s3")
     for bucket in s3.list_buckets().get("Buckets", []):
@@ -48,6 +49,10 @@ def delete_prefixed(prefix: str) -> dict[str, int]:
                     deleted["tables"] += 1
     except ClientError:
         pass  # LocalStack in host mode has no DynamoDB
+    try:
+        _delete_compute(prefix, deleted)
+    except ClientError:
+        pass  # a backend without EC2 or EFS
     return deleted
 
 
@@ -74,3 +79,38 @@ def _delete_functions(prefix: str, deleted: dict[str, int]) -> None:
                 pass
     except ClientError:
         pass  # a backend without Lambda
+
+
+def _delete_compute(prefix: str, deleted: dict[str, int]) -> None:
+    """EC2 instances (terminated), EBS volumes (detached, then deleted), snapshots and EFS file
+    systems (mount targets first) named ``prefix*`` (notebook 01). The name is the ``Name`` tag
+    for EC2 resources and the file system's ``Name`` for EFS.
+    """
+    ec2, efs = boto3.client("ec2"), boto3.client("efs")
+    named = [{"Name": "tag:Name", "Values": [prefix + "*"]}]
+    for volume in ec2.describe_volumes(Filters=named)["Volumes"]:
+        for attachment in volume.get("Attachments", []):
+            ec2.detach_volume(VolumeId=volume["VolumeId"], InstanceId=attachment["InstanceId"], Force=True)
+        ec2.delete_volume(VolumeId=volume["VolumeId"])
+        deleted["volumes"] += 1
+    for snapshot in ec2.describe_snapshots(OwnerIds=["self"], Filters=named)["Snapshots"]:
+        ec2.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
+        deleted["snapshots"] += 1
+    ids = [instance["InstanceId"]
+           for reservation in ec2.describe_instances(Filters=named)["Reservations"]
+           for instance in reservation["Instances"] if instance["State"]["Name"] not in ("terminated", "shutting-down")]
+    for instance_id in ids:
+        try:
+            ec2.terminate_instances(InstanceIds=[instance_id])
+            deleted["instances"] += 1
+        except ClientError:
+            # moto keeps a stale block-device entry on an instance whose volume was attached
+            # elsewhere (it does not refuse the second attach); terminating it then fails.
+            # The instance is left behind: harmless, and it holds no volume.
+            pass
+    for system in efs.describe_file_systems()["FileSystems"]:
+        if system.get("Name", "").startswith(prefix):
+            for target in efs.describe_mount_targets(FileSystemId=system["FileSystemId"])["MountTargets"]:
+                efs.delete_mount_target(MountTargetId=target["MountTargetId"])
+            efs.delete_file_system(FileSystemId=system["FileSystemId"])
+            deleted["file_systems"] += 1

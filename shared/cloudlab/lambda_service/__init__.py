@@ -16,7 +16,7 @@ Pieces (each module's docstring says more):
   idle reclaim, REPORT lines, CloudWatch Logs copies;
 - ``async_invoke``: ``Event`` invokes with retries, destinations and dead-letter queues;
 - ``event_sources``: the SQS poller behind ``create_event_source_mapping``;
-- ``rest_api``: the Lambda API calls answered here (the rest stays moto's);
+- ``lambda_api``: the Lambda API calls answered here (the rest stays moto's);
 - ``api_gateway``: ``ApiGatewayFront``, a REST API proxy in front of functions.
 
 How it plugs in: whenever an embedded emulator starts (in a kernel, in
@@ -49,7 +49,7 @@ def install(endpoint_url: str) -> LocalLambdaService:
     share one service too; handlers reach the most recently started server still running.
     """
     from ..backend import embedded
-    from .rest_api import LambdaRestApi
+    from .lambda_api import LambdaApi
 
     with _install_lock:
         service = _state["service"]
@@ -59,7 +59,7 @@ def install(endpoint_url: str) -> LocalLambdaService:
             _hook_moto_event_sources()
         _servers.append(endpoint_url)
         service.endpoint_url = endpoint_url
-        embedded.SERVICE_OVERRIDES["lambda"] = LambdaRestApi(service)
+        embedded.SERVICE_OVERRIDES["lambda"] = LambdaApi(service)
         return service
 
 

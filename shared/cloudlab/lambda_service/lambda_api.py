@@ -1,4 +1,6 @@
-"""The Lambda REST API calls that the local service answers ahead of moto.
+"""The Lambda API (the service's own control and invoke calls) that the local service answers ahead of moto.
+
+Not API Gateway's REST APIs: those are ``api_gateway``.
 
 Introduced in notebook 03. Plain ``boto3.client("lambda")`` against the embedded emulator
 reaches this handler first (``cloudlab.backend.embedded.SERVICE_OVERRIDES["lambda"]``).
@@ -67,7 +69,7 @@ def _json(status: int, document) -> tuple[int, dict, bytes]:
     return status, {"Content-Type": "application/json"}, json.dumps(document, default=str).encode()
 
 
-class LambdaRestApi:
+class LambdaApi:
     """``handler(method, path, query, headers, body)`` for ``SERVICE_OVERRIDES``."""
 
     def __init__(self, service) -> None:
