@@ -40,7 +40,7 @@ _LINGER_SECONDS, _LINGER_BYTES = 1.0, 4 * 1024 * 1024  # after an error: drain t
 class HttpLimits:
     """How much a client may send, and for how long, before it gets an error instead.
 
-    Defaults, and why:
+    Defaults, and why (the AWS figures are rows of docs/aws-facts.md):
 
     - ``max_head_bytes`` 16 KiB for the request line and every header together. S3 limits a
       PUT's request headers to 8 KB; a presigned URL's query string rides in the request line
