@@ -354,3 +354,32 @@ def test_stop_closes_kept_alive_connections(kind):
             check.stop()
     else:
         assert made.stored() == ["first"]
+
+
+def test_lambda_payloads_near_the_limits_cross_the_runtime_api():
+    """Big events and answers through awslambdaric's own HTTP client (curl sends 100-continue)."""
+    import cloudlab
+    from cloudlab.lambda_service import zip_code
+
+    cloudlab.use_backend()
+    iam, lam = boto3.client("iam"), boto3.client("lambda")
+    try:
+        role = iam.get_role(RoleName="http-hardening-role")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(RoleName="http-hardening-role", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                   "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    name = f"t-http-{uuid.uuid4().hex[:8]}"
+    source = "def handler(event, context):\n    return 'x' * event['size'] + event.get('pad', '')[:0]\n"
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
+                        Code={"ZipFile": zip_code(source)}, MemorySize=512)
+    try:
+        big_event = {"size": 3_000_000, "pad": "p" * 5_000_000}  # a 5 MB event in, a 3 MB answer out
+        answer = lam.invoke(FunctionName=name, Payload=json.dumps(big_event).encode())
+        assert "FunctionError" not in answer
+        assert json.loads(answer["Payload"].read()) == "x" * 3_000_000
+        answer = lam.invoke(FunctionName=name, Payload=json.dumps({"size": 7_000_000}).encode())
+        assert answer["FunctionError"] == "Unhandled"
+        assert json.loads(answer["Payload"].read())["errorType"] == "Function.ResponseSizeTooLarge"
+    finally:
+        lam.delete_function(FunctionName=name)

@@ -196,7 +196,7 @@ class HttpConnection:
                 else:  # ConnectionClosed in the middle of a body
                     raise RequestRejected(400, "IncompleteBody", _INCOMPLETE)
         except h11.RemoteProtocolError as error:
-            raise _rejection(error, conn) from None
+            raise _rejection(error) from None
         body = bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)  # h11 hands out bytearrays
         return Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers, body, self.client)
 
@@ -294,7 +294,7 @@ def _too_large(size: int, limit: int) -> RequestRejected:
                            f"this server accepts at most {limit} bytes in one request.")
 
 
-def _rejection(error: h11.RemoteProtocolError, conn: h11.Connection) -> RequestRejected:
+def _rejection(error: h11.RemoteProtocolError) -> RequestRejected:
     """Which S3-style error an h11 protocol error is."""
     text = str(error)
     if error.error_status_hint == 431 or "buffer too long" in text:
