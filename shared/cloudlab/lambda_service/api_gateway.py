@@ -18,6 +18,10 @@ HTTP server on 127.0.0.1 that does what a REST API with ``AWS_PROXY`` integratio
 
     front = ApiGatewayFront({"GET /items/{id}": "items-fn"}, rate_limits={"GET /items/{id}": (5, 10)}).start()
     urllib.request.urlopen(front.url + "/items/42")   # front.url ends with the stage, /prod
+
+HTTP itself is cloudlab's one HTTP layer (``backend/http11.py``, on h11): chunked bodies,
+keep-alive, limits (10 MB payloads, as API Gateway), and 400 ``{"message": ...}`` for malformed
+requests, which never reach a function.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ the event, then reads the ``/response`` from the same connection and answers ``2
 runtime's following ``/next`` is read by the next invoke. A warm invoke therefore costs no
 thread hand-offs, and a dead process shows up at once as end-of-file on its connection.
 
-Every answer leaves in one ``sendall`` (headers and body together) on a ``TCP_NODELAY``
+Requests are parsed by cloudlab's one HTTP layer (``backend/http11.py``, on h11): a malformed
+or truncated request from a runtime is answered 400 in the Runtime API's JSON error shape and
+never reaches the invoke. Every answer leaves in one ``sendall`` (headers and body together) on a ``TCP_NODELAY``
 socket: a naive server that writes headers and body separately makes each warm invoke wait
 ~88 ms for Nagle's algorithm and the runtime's delayed ACK (see the emulators reference).
 """
