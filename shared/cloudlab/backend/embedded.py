@@ -8,7 +8,8 @@ service (see ``../shared/reference/emulators.md``). This front keeps HTTP/1.1 co
 alive, works out the service once from the SigV4 credential scope, and hands the request
 straight to moto's response classes, the same routing ``mock_aws`` uses in-process. HTTP
 itself (parsing, limits, timeouts, errors for malformed requests) is ``http11.py``'s, shared
-with the Lambda Runtime API and the API Gateway front. ``bench/backend_rate.py`` prints the ratio against the stock server.
+with the Lambda Runtime API and the API Gateway front. ``bench/backend_rate.py`` prints the
+ratio against the stock server.
 """
 
 from __future__ import annotations
