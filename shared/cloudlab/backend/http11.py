@@ -376,7 +376,9 @@ class HttpServer:
                 except IdleTimeout:
                     break
                 except RequestRejected as rejected:
-                    connection.send_error(*self.error_document(rejected.status, rejected.code, rejected.message))
+                    silent = rejected.code == "RequestTimeout"  # nothing is coming to drain
+                    connection.send_error(*self.error_document(rejected.status, rejected.code, rejected.message),
+                                          linger=0 if silent else _LINGER_SECONDS)
                     break
                 if request is None or self._stopping:
                     break
