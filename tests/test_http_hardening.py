@@ -212,6 +212,8 @@ def head(target, *lines: str, body: str = "bad") -> bytes:
 MALFORMED = [
     ("content-length-abc", lambda t: head(t, "Content-Length: abc") + b"0123456789", "BadRequest"),
     ("content-length-1e14", lambda t: head(t, "Content-Length: 1e14") + b"0123456789", "BadRequest"),
+    ("content-length-10-to-the-14", lambda t: head(t, "Content-Length: 100000000000000") + b"0123456789",
+     "EntityTooLarge"),
     ("content-length-negative", lambda t: head(t, "Content-Length: -1") + b"0123456789", "BadRequest"),
     ("chunk-size-zz", lambda t: head(t, "Transfer-Encoding: chunked") + b"zz\r\n0123456789\r\n0\r\n\r\n", "BadRequest"),
     ("header-line-over-64-KiB", lambda t: head(t, "X-Big: " + "a" * 70_000, "Content-Length: 2") + b"ok",
