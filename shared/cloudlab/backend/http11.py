@@ -290,7 +290,7 @@ def _header_text(value) -> str:
 
 def _too_large(size: int, limit: int) -> RequestRejected:
     return RequestRejected(400, "EntityTooLarge",
-                           f"Your proposed upload exceeds the maximum allowed size: {size} bytes sent, "
+                           f"Your proposed upload exceeds the maximum allowed size: {size} bytes or more, and "
                            f"this server accepts at most {limit} bytes in one request.")
 
 
