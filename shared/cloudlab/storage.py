@@ -13,7 +13,7 @@ Introduced in notebook 01 (storage models). Everything here runs on the student'
   same total bytes, on local disk and on S3.
 - :func:`count_requests` counts the HTTP requests a boto3 client sends, by operation, and
   :func:`log_requests` lists them (method and path).
-- :func:`storage_facts` loads the checked latency/throughput table ``data/storage_performance.csv``.
+- :func:`storage_facts` loads the checked latency/throughput table ``cloudlab/data/storage_performance.csv``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from . import tempdirs
 from .hooks import client_hooks
 
-_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+# Package data (shipped in the wheel too), so a non-editable install finds it.
+_DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def _relative(name: str) -> PurePosixPath:
@@ -54,7 +56,7 @@ class Instance:
     def __init__(self, name: str):
         self.name = name
         self.state = "running"
-        self._disk: Path | None = Path(tempfile.mkdtemp(prefix=f"cloudlab-{name}-"))
+        self._disk: Path | None = tempdirs.make("instance", name)
 
     def __repr__(self) -> str:
         return f"Instance({self.name!r}, state={self.state!r})"
@@ -83,7 +85,7 @@ class Instance:
         if self.state == "terminated":
             raise RuntimeError(f"{self.name} is terminated; launch a new instance instead")
         if self.state == "stopped":
-            self._disk = Path(tempfile.mkdtemp(prefix=f"cloudlab-{self.name}-"))
+            self._disk = tempdirs.make("instance", self.name)
             self.state = "running"
 
     def terminate(self) -> None:
@@ -142,7 +144,11 @@ class SharedFolder:
     kind = "shared file system"
 
     def __init__(self, path: str | os.PathLike | None = None):
-        self.root = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="cloudlab-efs-"))
+        if path is None:  # a folder of its own: removed with this object, or at exit at the latest
+            self.root = tempdirs.make("efs")
+            self._removal = tempdirs.remove_with(self, self.root)
+        else:
+            self.root = Path(path)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def save(self, name: str, data: bytes) -> None:
@@ -388,12 +394,12 @@ def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20
 
 
 def storage_facts():
-    """The checked storage performance table (``data/storage_performance.csv``) as a DataFrame.
+    """The checked storage performance table (``cloudlab/data/storage_performance.csv``) as a DataFrame.
 
     Introduced in notebook 01. One row per (storage, metric): the lecture's value or range
     (``lecture_low``/``lecture_high``, empty where the lecture gives none), the current value
     (``current``, empty where no checked source gives one), ``unit``, a note on what the
-    current value means, and ``source`` (a row of ``shared/reference/aws-facts.md`` or the lecture).
+    current value means, and ``source`` (a row of the course's checked facts file, ``aws-facts.md``, or the lecture).
     """
     import pandas as pd
 

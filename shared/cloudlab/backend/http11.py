@@ -26,12 +26,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Callable
 
 import h11
 
-REASONS = {status.value: status.phrase for status in HTTPStatus}
+from .aws_protocol import HTTP_REASONS
 _RECEIVE_SIZE = 65536
 _LINGER_SECONDS, _LINGER_BYTES = 1.0, 4 * 1024 * 1024  # after an error: drain this much, this long, then close
 
@@ -220,7 +219,7 @@ class HttpConnection:
         if isinstance(body, str):
             body = body.encode("utf-8")
         body = body or b""
-        lines = [f"HTTP/1.1 {status} {REASONS.get(status, '')}"]
+        lines = [f"HTTP/1.1 {status} {HTTP_REASONS.get(status, '')}"]
         length = None
         for name, value in (headers.items() if isinstance(headers, dict) else headers):
             lowered = name.lower()
@@ -252,7 +251,7 @@ class HttpConnection:
         ("lingering close"): closing with unread data would reset the connection, and the
         client could lose the answer explaining why.
         """
-        lines = [f"HTTP/1.1 {status} {REASONS.get(status, '')}"]
+        lines = [f"HTTP/1.1 {status} {HTTP_REASONS.get(status, '')}"]
         lines += [f"{name}: {_header_text(value)}" for name, value in
                   (headers.items() if isinstance(headers, dict) else headers)]
         lines += [f"Content-Length: {len(body)}", "Connection: close"]

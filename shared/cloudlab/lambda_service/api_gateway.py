@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..backend.http11 import HttpLimits, HttpServer, Request
 
-# API Gateway's payload limit is 10 MB (docs/aws-facts.md); fewer connections than the emulator's.
+# API Gateway's payload limit is 10 MB (aws-facts.md, API Gateway row); fewer connections than the emulator's.
 API_GATEWAY_LIMITS = HttpLimits(max_body_bytes=10 * 1024 * 1024, max_connections=64)
 _ERROR_TYPES = {403: "MissingAuthenticationTokenException", 413: "RequestTooLongException",
                 429: "TooManyRequestsException", 502: "InternalServerErrorException", 504: "IntegrationTimeout"}

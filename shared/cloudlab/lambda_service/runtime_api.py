@@ -23,7 +23,7 @@ Requests are parsed by cloudlab's one HTTP layer (``backend/http11.py``, on h11)
 or truncated request from a runtime is answered 400 in the Runtime API's JSON error shape and
 never reaches the invoke. Every answer leaves in one ``sendall`` (headers and body together) on a ``TCP_NODELAY``
 socket: a naive server that writes headers and body separately makes each warm invoke wait
-~88 ms for Nagle's algorithm and the runtime's delayed ACK (see the emulators reference).
+~88 ms for Nagle's algorithm and the runtime's delayed ACK (measured: ``docs/emulators.md``).
 """
 
 from __future__ import annotations
