@@ -202,10 +202,15 @@ def parse(reply: bytes) -> tuple[int, dict, bytes]:
     return int(lines[0].split()[1]), headers, body[:int(headers.get("content-length", len(body)))]
 
 
+# Signed with the course's own key (its signatures are not checked): unsigned S3 requests are
+# anonymous, which only a bucket policy may allow.
+SIGNED = "Authorization: AWS4-HMAC-SHA256 Credential=test/20261130/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
+
+
 def head(target, *lines: str, body: str = "bad") -> bytes:
     """A request head for ``target``; ``body`` names what it would store (the S3 key)."""
-    return "\r\n".join([f"{target.method} {target.path_for(body)} HTTP/1.1", "Host: 127.0.0.1", *lines, "", ""]
-                       ).encode("latin-1")
+    return "\r\n".join([f"{target.method} {target.path_for(body)} HTTP/1.1", "Host: 127.0.0.1", SIGNED, *lines,
+                         "", ""]).encode("latin-1")
 
 
 # Each case: (id, raw request for a target, error code expected).
