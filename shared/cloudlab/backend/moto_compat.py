@@ -45,6 +45,7 @@ moto internal                                              read by, for         
 ``IAMPolicy``, ``IAMRequestBase._raise_*``)
 ``moto.core.exceptions`` (``JsonRESTError``, ``_RESTError``)  ``iam_auth``: AWS-shaped errors (JSON or XML)              5.2.0
 ``moto.sqs.models.sqs_backends``                           ``sqs_rules``: a queue's MaximumMessageSize                   0.3.9
+``moto.core.config.default_user_config``                   :func:`stepfunctions_settings`: the interpreter switch       5.0.0
 =========================================================  ==========================================================  =======
 
 "since" is the first moto release with that name at that path, read from moto's git history
@@ -87,6 +88,7 @@ _LAZY = {
     "RESTError": ("moto.core.exceptions", "_RESTError"),
     "S3IAMRequest": ("moto.iam.access_control", "S3IAMRequest"),
     "IAMPolicy": ("moto.iam.access_control", "IAMPolicy"),
+    "default_user_config": ("moto.core.config", "default_user_config"),
 }
 
 
@@ -115,6 +117,11 @@ def _moto(path: str):
 
 
 # -- reads --------------------------------------------------------------------------------------
+def stepfunctions_settings() -> dict:
+    """moto's process-wide Step Functions settings (``execute_state_machine`` runs ASL; notebook 05)."""
+    return _get("default_user_config").setdefault("stepfunctions", {})
+
+
 def service_backend(backend_name: str, region: str):
     """moto's backend object serving ``backend_name`` (e.g. "sqs") in ``region``, default account."""
     backend_dict = _get("get_backend")(backend_name)
@@ -395,6 +402,8 @@ INTERNALS: dict[str, tuple] = {
     "moto.iam.access_control:IAMPolicy": (_parameters("policy"), "iam_auth.authorise"),
     "moto.iam.models:IAMBackend.get_role_by_arn": (_parameters("self", "arn"), "iam_auth._check_assume_role"),
     "moto.sqs.models:sqs_backends": (_instance_of("moto.core.base_backend:BackendDict"), "sqs_rules"),
+    "moto.core.config:default_user_config": (lambda value: None if isinstance(value, dict) else "is not a dict",
+                                             "stepfunctions_settings (resilience.orchestration)"),
     "moto.server:ThreadedMotoServer": (_both(_parameters("ip_address", "port", "verbose"),
                                              _has("start", "stop", "get_host_and_port")), "embedded.StockMotoServer"),
 }

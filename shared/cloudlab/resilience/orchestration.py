@@ -26,11 +26,10 @@ def state_machine_endpoint():
         with state_machine_endpoint() as url:
             sfn = boto3.client("stepfunctions", endpoint_url=url)
     """
-    from moto.core.config import default_user_config
-
+    from ..backend import moto_compat
     from ..backend.embedded import EmbeddedServer
 
-    settings = default_user_config.setdefault("stepfunctions", {})
+    settings = moto_compat.stepfunctions_settings()
     was_on, old_port = settings.get("execute_state_machine", False), os.environ.get("MOTO_PORT")
     server = EmbeddedServer().start()
     settings["execute_state_machine"] = True
