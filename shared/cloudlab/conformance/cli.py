@@ -12,9 +12,9 @@ from .suite import run, select
 def backend_version(backend) -> str | None:
     """What answers: moto's version for the embedded backend, LocalStack's from its health."""
     if backend.name == "embedded":
-        import moto
+        from importlib.metadata import version
 
-        return moto.__version__
+        return version("moto")  # the installed distribution, without importing moto here
     if backend.name == "localstack":
         from ..backend import localstack_health
 
