@@ -15,7 +15,6 @@ poll), go on while a write holds it.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import boto3
@@ -37,8 +36,8 @@ class CheckGate:
     (one race per key) have checked, or the first has waited ``hold`` seconds. Then the race's gate
     stays open. Keys nobody registered pass straight through."""
 
-    def __init__(self) -> None:
-        self.racers, self.hold = RACERS, HOLD_WITH_LOCK
+    def __init__(self, hold: float = HOLD_WITH_LOCK, racers: int = RACERS) -> None:
+        self.racers, self.hold = racers, hold
         self._changed = threading.Condition()
         self._checked: dict[str, int] = {}
         self._open: set[str] = set()
@@ -61,8 +60,8 @@ class CheckGate:
 class Hold:
     """Parks the conditional write on one key between its check and its write until released."""
 
-    def __init__(self) -> None:
-        self.key = None
+    def __init__(self, key: str) -> None:
+        self.key = key
         self.entered, self.released = threading.Event(), threading.Event()
 
     def between_check_and_write(self, key) -> None:
@@ -73,7 +72,8 @@ class Hold:
 
 @pytest.fixture
 def between_dynamodb_check_and_write(monkeypatch):
-    """Calls ``hooks[0](key)`` after every DynamoDB condition check, before its write."""
+    """Calls each function put in the returned list with the item's key after every DynamoDB condition
+    check, before its write."""
     import moto.dynamodb.models as models
 
     hooks = []
@@ -105,8 +105,9 @@ def between_dynamodb_check_and_write(monkeypatch):
 
 @pytest.fixture
 def between_s3_check_and_write(monkeypatch):
-    """Calls ``hooks[0](key)`` after each object lookup inside PutObject: its If-None-Match /
-    If-Match check (S3 looks objects up elsewhere too, e.g. before dispatching; those pass)."""
+    """Calls each function put in the returned list with the key after each object lookup inside
+    PutObject: its If-None-Match / If-Match check (S3 looks objects up elsewhere too, e.g. before
+    dispatching; those pass)."""
     from moto.s3.models import S3Backend
     from moto.s3.responses import S3Response
 
@@ -207,8 +208,7 @@ def test_exactly_one_conditional_update_wins(between_dynamodb_check_and_write, s
 
 def test_control_without_serialisation_every_racer_wins(between_dynamodb_check_and_write, server,
                                                          without_serialisation):
-    gate = CheckGate()
-    gate.hold = HOLD_WITHOUT_LOCK
+    gate = CheckGate(hold=HOLD_WITHOUT_LOCK)
     between_dynamodb_check_and_write.append(gate.between_check_and_write)
     assert _dynamodb_winners_per_race(server, gate, races=2) == [RACERS, RACERS]
 
@@ -248,8 +248,7 @@ def test_exactly_one_conditional_s3_put_wins(between_s3_check_and_write, server,
 @pytest.mark.parametrize("condition", ["If-None-Match", "If-Match"])
 def test_control_without_serialisation_every_s3_racer_wins(between_s3_check_and_write, server,
                                                           without_serialisation, condition):
-    gate = CheckGate()
-    gate.hold = HOLD_WITHOUT_LOCK
+    gate = CheckGate(hold=HOLD_WITHOUT_LOCK)
     between_s3_check_and_write.append(gate.between_check_and_write)
     assert _s3_winners_per_race(server, gate, condition, races=2) == [RACERS, RACERS]
 
@@ -273,8 +272,7 @@ def held_write(between_dynamodb_check_and_write, server):
     dynamodb = client(server, "dynamodb", read_timeout=120)
     table = make_table(dynamodb)
     dynamodb.put_item(TableName=table, Item={"pk": {"S": "job"}, "state": {"S": "open"}})
-    hold = Hold()
-    hold.key = "job"
+    hold = Hold("job")
     between_dynamodb_check_and_write.append(hold.between_check_and_write)
     writer = threading.Thread(target=lambda: dynamodb.update_item(
         TableName=table, Key={"pk": {"S": "job"}}, UpdateExpression="SET #s = :done", ConditionExpression="#s = :open",
