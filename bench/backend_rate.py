@@ -3,7 +3,7 @@
 Each server runs in a process of its own (so moto's stock server is measured as shipped,
 without cloudlab's caches), one after the other, alternating, with the same client loop in
 this process (SQS send + receive + delete, one thread, as in
-``../shared/reference/emulators.md``). Prints calls per second and the ratio. Target: >= 2.
+``docs/emulators.md``). Prints calls per second and the ratio. Target: >= 2.
 
     make bench        # or: .venv/bin/python bench/backend_rate.py [--seconds 3]
 """

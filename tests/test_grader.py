@@ -255,3 +255,41 @@ def test_endless_function_is_stopped_per_case(graded):
     assert scores(rows["endless"])[:3] == ("3", "0", "3")
     assert f'code cell 6 (`check("q2_object")`) did not finish in {CELL_LIMIT} s' in rows["endless"]["notes"]
     assert f"did not finish in {CASE_LIMIT} s" in feedback(folder, "endless")
+
+
+# ---- written answers in the feedback ---------------------------------------------------------
+
+
+def test_feedback_shows_written_answers_from_the_batch(graded):
+    folder, _, _ = graded
+    solved = feedback(folder, "solved")
+    q2_section = solved.split("## q2_object")[1]
+    assert "**Your written answer**" in q2_section and "> Because S3 is a key-value store." in q2_section
+    assert "Your written answer" not in solved.split("## q2_object")[0], "the q2 answer belongs under q2 only"
+    assert "**Your written answer:** none found" in feedback(folder, "lab")
+
+
+def test_written_answers_found_by_cell_id_and_in_added_cells(tmp_path):
+    cells = MASTER_CELLS + [("markdown", "## Essay\nExplain prefixes.\n<!-- BEGIN SOLUTION -->\nmodel essay\n<!-- END SOLUTION -->")]
+    master = grader.parse_master(write_master(tmp_path, cells))
+    student = build.lab_notebook(master)
+    prompts = [i for i, cell in enumerate(student.cells) if "_Write your answer here._" in cell.source]
+    assert len(prompts) == 2
+    q2_at, essay_at = prompts
+    # the student rewrites the prompt's first line (so only the cell id can find it) and adds a cell below
+    student.cells[q2_at].source = "## q2 (my notes)\nWhy a key?\nKeys name objects."
+    student.cells.insert(q2_at + 1, nbformat.v4.new_markdown_cell("Also: the namespace is flat."))
+    student.cells[essay_at + 1].source = student.cells[essay_at + 1].source.replace("_Write your answer here._", "")
+    path = tmp_path / "student.ipynb"
+    nbformat.write(student, path)
+
+    answers = {prompt.question or prompt.title: text for prompt, text in grader.written_answers(master, path)}
+    assert answers == {"q2_object": "## q2 (my notes)\nKeys name objects.\n\nAlso: the namespace is flat.", "Essay": None}
+
+    grade = grader.SubmissionGrade(path, "student", [grader.CaseGrade(c.question, c.description, c.points, c.hidden, c.code)
+                                                     for q in master.questions.values() for c in q.cases],
+                                   written=grader.written_answers(master, path))
+    text = grader.feedback_markdown(master, grade)
+    q2_section = text.split("## q2_object")[1]
+    assert "> Keys name objects." in q2_section and "> Also: the namespace is flat." in q2_section
+    assert "## Essay (written)" in text and text.split("## Essay (written)")[1].count("none found") == 1

@@ -108,11 +108,28 @@ def test_load_with_threads(s3, records):
 
 def test_hot_prefix_load(records):
     by_date, by_user = kd.hot_prefix_load(records, "by_date"), kd.hot_prefix_load(records, "by_user")
-    assert by_date["hottest_share"] == 1.0 and by_date["prefixes_written"] == 1
+    assert by_date["hottest_share"] == 1.0 and by_date["key_ranges"] == 1
     assert by_date["max_total_put_rate"] == kd.PUT_LIMIT_PER_PREFIX
-    assert by_user["prefixes_written"] > 1 and by_user["hottest_share"] < 1
+    assert by_user["key_ranges"] > 1 and by_user["hottest_share"] < 1
     assert by_user["max_total_put_rate"] > by_date["max_total_put_rate"]
     assert by_user["busiest_hour"] == by_date["busiest_hour"]
+    assert by_user["new_bucket_put_rate"] == by_date["new_bucket_put_rate"] == kd.PUT_LIMIT_PER_PREFIX
+
+
+def test_hot_ranges_split_at_any_character_not_only_at_slashes():
+    import pandas as pd
+
+    def upload(user, when, upload_id):
+        return {"user": user, "uploaded_at": when, "day": when[:10], "upload_id": upload_id, "ext": "jpg"}
+
+    # users "ab" and "ac" share the characters "uploads/a" but not a "/" level
+    records = pd.DataFrame([upload("ab", "2025-03-01T10:00:00Z", "1"), upload("ac", "2025-03-01T10:00:00Z", "2"),
+                            upload("ab", "2025-03-02T10:00:00Z", "3"), upload("ac", "2025-03-02T10:30:00Z", "4"),
+                            upload("ac", "2025-03-02T10:40:00Z", "5")])
+    load = kd.hot_prefix_load(records, "by_user")
+    assert load["key_ranges"] == 2 and load["hottest_range"] == "uploads/ac/2025-03-02_"
+    assert load["hottest_share"] == round(2 / 3, 3)
+    assert kd.hot_prefix_load(records, "by_date")["hottest_range"] == "uploads/2025-03-02/a"
 
 
 def test_multipart_in_flight_and_one_failed_part_retried(s3, tmp_path):

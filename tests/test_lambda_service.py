@@ -282,7 +282,8 @@ def test_sqs_mapping_deletes_successes_and_leaves_reported_failures_to_the_queue
     dlq = sqs.create_queue(QueueName=f"jobs-dlq-{suffix}")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue = sqs.create_queue(QueueName=f"jobs-{suffix}", Attributes={
-        "VisibilityTimeout": "1", "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})})["QueueUrl"]
+        # AWS refuses a visibility timeout shorter than the function's timeout (5 s here)
+        "VisibilityTimeout": "5", "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})})["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     name = function(f"""
         import boto3
@@ -296,7 +297,7 @@ def test_sqs_mapping_deletes_successes_and_leaves_reported_failures_to_the_queue
                 else:
                     s3.put_object(Bucket={bucket!r}, Key=record["messageId"], Body=record["body"].encode())
             return {{"batchItemFailures": failures}}
-    """, Timeout=10)
+    """, Timeout=5)
     for body in ("good-1", "bad-1", "good-2"):
         sqs.send_message(QueueUrl=queue, MessageBody=body)
     mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, BatchSize=10,
@@ -305,7 +306,7 @@ def test_sqs_mapping_deletes_successes_and_leaves_reported_failures_to_the_queue
     assert mapping["State"] in ("Creating", "Enabled")
     assert lam.get_event_source_mapping(UUID=mapping["UUID"])["BatchSize"] == 10
 
-    dead = eventually(lambda: sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages"), limit=30)
+    dead = eventually(lambda: sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages"), limit=60)
     assert [m["Body"] for m in dead] == ["bad-1"]
     stored = sorted(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode()
                     for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))

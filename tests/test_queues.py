@@ -174,3 +174,52 @@ def test_oldest_message_age_and_topic_policy(aws):
     assert 0.2 <= queues.oldest_message_age(sqs, url) < 30
     policy = json.loads(queues.topic_policy(arn, "arn:aws:sns:us-east-1:123456789012:t"))
     assert policy["Statement"][0]["Resource"] == arn
+
+
+def test_rule_policy_names_eventbridge_and_the_rule(aws):
+    sqs, _ = aws
+    _, arn = queues.create_queue(sqs, name("rulepol"))
+    rule_arn = "arn:aws:events:us-east-1:123456789012:rule/r"
+    statement = json.loads(queues.rule_policy(arn, rule_arn))["Statement"][0]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage" and statement["Resource"] == arn
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+
+
+def test_eventbridge_rule_delivers_only_matching_events_to_its_queue(aws):
+    """What notebook 04 relies on: moto's EventBridge matches the pattern and sends to SQS."""
+    sqs, _ = aws
+    events = boto3.client("events")
+    url, arn = queues.create_queue(sqs, name("rule"))
+    rule = name("rule")
+    rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps({
+        "source": ["shop.orders"], "detail": {"total": [{"numeric": [">=", 100]}]}}))["RuleArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": queues.rule_policy(arn, rule_arn)})
+    events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
+    try:
+        answer = events.put_events(Entries=[
+            {"Source": "shop.orders", "DetailType": "OrderPlaced", "Detail": json.dumps({"id": "big", "total": 250})},
+            {"Source": "shop.orders", "DetailType": "OrderPlaced", "Detail": json.dumps({"id": "small", "total": 20})},
+            {"Source": "shop.returns", "DetailType": "OrderPlaced", "Detail": json.dumps({"id": "other", "total": 500})},
+        ])
+        assert answer["FailedEntryCount"] == 0
+        delivered = [json.loads(body) for body in queues.drain(sqs, url)]
+        assert [event["detail"]["id"] for event in delivered] == ["big"]
+        assert delivered[0]["source"] == "shop.orders" and delivered[0]["detail-type"] == "OrderPlaced"
+    finally:
+        events.remove_targets(Rule=rule, Ids=["queue"])
+        events.delete_rule(Name=rule)
+
+
+def test_timeline_plot_keeps_markers_at_zero_inside_and_failures_on_top():
+    import matplotlib
+    matplotlib.use("Agg")
+    timeline = queues.Timeline(start=time.monotonic())
+    timeline.events += [(0.0, "A", "receive", ""), (0.0, "A", "crash", ""), (1.0, "B", "receive", ""),
+                        (1.0, "B", "error", ""), (1.2, "B", "delete", "")]
+    timeline.spans["m"] = [[0.0, 1.0, "#1"]]
+    ax = timeline.plot()
+    low, high = ax.get_xlim()
+    assert low < 0 < 1.2 < high
+    zorders = {collection.get_label(): collection.get_zorder() for collection in ax.collections if collection.get_label()}
+    assert zorders["crash"] > zorders["receive"] and zorders["error"] > zorders["receive"]

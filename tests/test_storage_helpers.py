@@ -109,6 +109,37 @@ def test_measure_small_vs_large_returns_one_row_per_store_and_count(s3, bucket):
     assert s3.list_objects_v2(Bucket=bucket, Prefix="n3/")["KeyCount"] == 0, "objects are deleted unless keep=True"
 
 
+def test_reboot_keeps_the_instance_store_and_stop_does_not():
+    instance = storage.Instance("box")
+    disk = storage.InstanceStore(instance)
+    disk.save("cache/a.bin", b"abc")
+    instance.reboot()
+    assert instance.state == "running" and disk.load("cache/a.bin") == b"abc"
+    instance.stop()
+    with pytest.raises(RuntimeError, match="only a running instance can be rebooted"):
+        instance.reboot()
+
+
+def test_parallel_gets_reads_every_object_and_cleans_up(s3, bucket):
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(max_pool_connections=4))
+    frame = storage.measure_parallel_gets(client, bucket, objects=12, object_bytes=10, threads=(1, 4), repeats=1)
+    assert list(frame["threads"]) == [1, 4] and (frame["gets"] == 12).all()
+    assert frame.loc[0, "speedup"] == 1.0 and (frame["gets_per_s"] > 0).all()
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    with pytest.raises(ValueError):
+        storage.measure_parallel_gets(client, bucket, threads=(0,))
+
+
+def test_durability_facts_cover_each_storage_with_a_source():
+    facts = storage.durability_facts().set_index("storage")
+    assert {"instance store", "EBS root volume", "EBS data volume", "EFS (Regional)", "S3 Standard"} == set(facts.index)
+    assert facts.loc["instance store", "survives_reboot"] == "yes" and facts.loc["instance store", "survives_stop"] == "no"
+    assert facts.loc["S3 Standard", "designed_durability"] == "99.999999999%"
+    assert facts["source"].str.contains("docs/aws-facts.md").all()
+
+
 def test_storage_facts_every_number_has_a_source():
     facts = storage.storage_facts()
     assert {"storage", "metric", "unit", "lecture_low", "lecture_high", "current", "source"} <= set(facts.columns)

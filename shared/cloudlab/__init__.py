@@ -7,6 +7,7 @@ docstring names the notebook that introduces it.
 from .backend import Backend, BackendError, RealAWSBlocked, use_backend
 from .backend import guard as _guard
 from . import ledger as _ledger
+from . import lambda_service as _lambda_service  # registers the local Lambda service with every embedded server
 
 __version__ = "0.1.0"
 

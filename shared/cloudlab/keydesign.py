@@ -13,7 +13,7 @@ Introduced in notebook 02 (S3 key design). The pieces:
   day" on either layout, measured on the emulator (requests, objects scanned, objects
   returned, wall time) or computed from a sorted key list (same counts, no emulator), which
   gives the numbers for data sets too big to load.
-- :func:`hot_prefix_load`: which prefix receives the writes of the busiest second, per layout.
+- :func:`hot_prefix_load`: which key range receives the writes of the busiest hour, per layout.
 """
 
 from __future__ import annotations
@@ -107,9 +107,9 @@ def load(s3, bucket: str, records, layouts, *, threads: int = 1) -> int:
     Introduced in notebook 02. Writing every record under several layouts is the "duplicate
     hierarchy" way to serve several access patterns: one PUT per record per layout.
     ``threads > 1`` spreads the PUTs over threads, each with its own client (boto3 clients are
-    thread-safe, but one client per thread avoids sharing a connection pool). Against an
-    emulator running in the same Python process threads do not help: measured while writing
-    notebook 02, about 300 PUT/s with one thread and fewer with 4 or 8 (one interpreter lock).
+    thread-safe, but one client per thread avoids sharing a connection pool). Whether threads
+    help on the emulator depends on where it runs (in the same Python process, client and
+    server share one interpreter lock); notebook 02 measures both for the student's setup.
     """
     import boto3
 
@@ -231,26 +231,59 @@ GET_LIMIT_PER_PREFIX = 5_500   # GET/HEAD per second per partitioned prefix (aws
 
 
 def hot_prefix_load(records, layout: str) -> dict:
-    """Where the writes of the busiest hour land, one level below ``uploads/``.
+    """Where the writes of the busiest hour land in the bucket's key order, for one layout.
 
-    Introduced in notebook 02. Returns ``layout``, ``busiest_hour``, ``writes`` (in that hour),
-    ``prefixes_written`` (distinct first-level prefixes that hour), ``hottest_prefix``, its
-    ``hottest_share`` of the hour's writes, and ``max_total_put_rate``: the total upload rate
-    (PUT/s) at which, with the same shape of traffic, the hottest prefix reaches the
-    3,500 PUT/s per-prefix limit.
+    Introduced in notebook 02. S3 partitions a bucket by ranges of keys in sorted order, and it
+    can split a range between any two keys, after any character, not only at ``/``; it splits
+    when it sees sustained load, gradually. A new bucket, like a key range nothing was written
+    to before, starts as one partition serving 3,500 PUT/s.
+
+    The model: by the busiest hour, S3 has split the key space at every key written before
+    that hour's day began (the best its earlier traffic could have bought). The hour's new keys
+    fall into the gaps between those older keys; writes that land in the same gap share one
+    partition until S3 splits again. Returns
+
+    - ``layout``, ``busiest_hour``, ``writes`` (in that hour);
+    - ``key_ranges``: how many gaps the hour's writes fall into;
+    - ``hottest_range``: the longest common prefix of the keys written into the busiest gap
+      (any characters, e.g. ``uploads/u0062/2025-03-10_``), and its ``hottest_share`` of the writes;
+    - ``max_total_put_rate``: the total upload rate (PUT/s) at which, with the same shape of
+      traffic, the hottest range reaches 3,500 PUT/s, once S3 has split at the older keys;
+    - ``new_bucket_put_rate``: 3,500, the rate for all writes to a bucket S3 has not split yet,
+      whatever the layout.
     """
+    ranges = hot_ranges(records, layout)
+    hottest = ranges.iloc[0]
+    share = float(hottest["share"])
+    return {"layout": layout, "busiest_hour": hottest["busiest_hour"], "writes": int(ranges["writes"].sum()),
+            "key_ranges": len(ranges), "hottest_range": hottest["range"],
+            "hottest_share": round(share, 3), "max_total_put_rate": int(PUT_LIMIT_PER_PREFIX / share),
+            "new_bucket_put_rate": PUT_LIMIT_PER_PREFIX}
+
+
+def hot_ranges(records, layout: str):
+    """Every key range the busiest hour's writes fall into, busiest first (see :func:`hot_prefix_load`).
+
+    Introduced in notebook 02. A DataFrame with ``range`` (the longest common prefix of the
+    keys written into it), ``writes``, ``share`` of the hour's writes and ``busiest_hour``.
+    """
+    import os
+
+    import pandas as pd
+
     hours = records["uploaded_at"].str.slice(0, 13)
     busiest = hours.value_counts().sort_index().idxmax()
-    in_hour = records[hours == busiest]
-    first_level = in_hour["user"] if LAYOUTS[layout].startswith("uploads/{user}") else in_hour["day"]
-    counts = first_level.value_counts()
-    share = counts.iloc[0] / len(in_hour)
-    return {"layout": layout, "busiest_hour": busiest + ":00Z", "writes": len(in_hour),
-            "prefixes_written": int(counts.size), "hottest_prefix": f"uploads/{counts.index[0]}/",
-            "hottest_share": round(float(share), 3),
-            "max_total_put_rate": int(PUT_LIMIT_PER_PREFIX / share)}
+    older = sorted(key_for(row, layout).encode() for row in records[records["day"] < busiest[:10]].to_dict("records"))
+    gaps: dict[int, list[str]] = {}
+    for row in records[hours == busiest].to_dict("records"):
+        key = key_for(row, layout)
+        gaps.setdefault(bisect.bisect_left(older, key.encode()), []).append(key)
+    total = sum(len(keys) for keys in gaps.values())
+    rows = [{"range": os.path.commonprefix(keys) if len(keys) > 1 else keys[0], "writes": len(keys),
+             "share": len(keys) / total, "busiest_hour": busiest + ":00Z"} for keys in gaps.values()]
+    return pd.DataFrame(rows).sort_values(["writes", "range"], ascending=[False, True], ignore_index=True)
 
 
 __all__ = ["LAYOUTS", "PAGE_SIZE", "QUERIES", "PUT_LIMIT_PER_PREFIX", "GET_LIMIT_PER_PREFIX", "make_uploads",
            "key_for", "keys_for", "load", "Listing", "list_all", "query_plan", "run_query", "plan_query",
-           "hot_prefix_load"]
+           "hot_prefix_load", "hot_ranges"]

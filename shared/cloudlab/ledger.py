@@ -11,7 +11,7 @@ session made after ``import cloudlab``, so student code is never wrapped or chan
     ledger.summary()          # calls, bytes, latency and estimated USD per operation
     ledger.cost()             # total estimated USD
 
-Prices come from one table, ``data/aws_prices.csv`` (source and date per row). Estimates
+Prices come from one table, ``cloudlab/data/aws_prices.csv`` (source and date per row). Estimates
 are list prices for us-east-1 with no free tier; request payload sizes are measured on the
 wire, so API envelope bytes count towards SQS/SNS 64 KB chunks (a slight overestimate).
 Calls made by other processes (Lambda execution environments, subprocesses) are not seen.
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-PRICES_CSV = Path(__file__).resolve().parents[2] / "data" / "aws_prices.csv"
+PRICES_CSV = Path(__file__).resolve().parent / "data" / "aws_prices.csv"  # package data
 CHUNK = 64 * 1024
 
 _active: list["Ledger"] = []
@@ -40,7 +40,7 @@ _installed = {"done": False}
 
 @lru_cache(maxsize=1)
 def prices() -> dict[tuple[str, str], float]:
-    """USD per single unit, keyed by (service, item), from ``data/aws_prices.csv``."""
+    """USD per single unit, keyed by (service, item), from ``cloudlab/data/aws_prices.csv``."""
     with open(PRICES_CSV, newline="") as handle:
         return {(row["service"], row["item"]): float(row["usd"]) / float(row["per"]) for row in csv.DictReader(handle)}
 

@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 from botocore.exceptions import ClientError
 
 __all__ = [
-    "create_queue", "queue_counts", "drain", "wait_until", "topic_policy", "Timeline", "Consumer",
+    "create_queue", "queue_counts", "drain", "wait_until", "topic_policy", "rule_policy", "Timeline", "Consumer",
     "ConsumerCrashed", "Heartbeat", "replay_dlq", "poll_for", "buffering_run", "drain_time",
     "oldest_message_age", "send_batches",
 ]
@@ -122,15 +122,29 @@ def wait_until(check: Callable[[], object], *, timeout: float = 20.0, every: flo
         time.sleep(every)
 
 
+def _send_policy(queue_arn: str, service: str, source_arn: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}}}]})
+
+
 def topic_policy(queue_arn: str, topic_arn: str) -> str:
     """The SQS queue policy that lets SNS topic ``topic_arn`` send to ``queue_arn`` (JSON text).
 
     Introduced in notebook 04. On AWS a subscription delivers nothing until the queue's
     policy allows ``sqs:SendMessage`` from the topic; the emulator does not check it.
     """
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]})
+    return _send_policy(queue_arn, "sns.amazonaws.com", topic_arn)
+
+
+def rule_policy(queue_arn: str, rule_arn: str) -> str:
+    """The SQS queue policy that lets EventBridge rule ``rule_arn`` send to ``queue_arn`` (JSON text).
+
+    Introduced in notebook 04 (section 12, EventBridge). On AWS a rule's SQS target receives
+    nothing until the queue's policy allows ``sqs:SendMessage`` for the principal
+    ``events.amazonaws.com`` from that rule; the emulator does not check it.
+    """
+    return _send_policy(queue_arn, "events.amazonaws.com", rule_arn)
 
 
 # --- timeline ----------------------------------------------------------------------------
@@ -140,6 +154,10 @@ _MARKERS = {
     "heartbeat": ("|", "tab:purple"), "delete lost": ("D", "tab:orange"), "processed": ("^", "tab:olive"),
     "send": (">", "tab:gray"), "error": ("P", "tab:brown"),
 }
+# A crash or an error usually happens within milliseconds of its receive: draw receives as
+# large hollow rings underneath, and failures as solid markers on top, so both stay visible.
+_ZORDER = {"receive": 3, "crash": 6, "error": 6, "delete lost": 5}
+_HOLLOW = {"receive"}
 
 
 @dataclass
@@ -211,9 +229,16 @@ class Timeline:
                     ax.annotate(note, (start, y[lane] + 0.28), fontsize=8, color="tab:blue")
         for t, lane, kind, note in self.events:
             marker, colour = _MARKERS.get(kind, ("*", "black"))
-            ax.scatter([t], [y[lane]], marker=marker, color=colour, s=70, zorder=3,
-                       label=None if kind in labelled else kind)
+            style = ({"s": 150, "facecolors": "none", "edgecolors": colour, "linewidths": 1.8}
+                     if kind in _HOLLOW else {"s": 70, "color": colour})
+            ax.scatter([t], [y[lane]], marker=marker, zorder=_ZORDER.get(kind, 4),
+                       label=None if kind in labelled else kind, **style)
             labelled.add(kind)
+        times = [t for t, _, _, _ in self.events] + [x for spans in self.spans.values() for span in spans for x in span[:2]]
+        if times:  # a margin on both sides, so markers at t = 0 are not cut in half by the axis
+            low, high = min(times), max(times)
+            pad = 0.04 * max(high - low, 0.5)
+            ax.set_xlim(low - pad, high + pad)
         ax.set_yticks(range(len(lanes)), lanes)
         ax.invert_yaxis()
         ax.set_xlabel("seconds since start")
@@ -475,15 +500,15 @@ def drain_time(sqs_factory: Callable[[], object], url: str, *, backlog: int, con
     Introduced in notebook 04. The backlog is sent first; then each consumer (its own boto3
     client from ``sqs_factory()``) receives one message at a time, "works" ``work_seconds``
     (a sleep standing for I/O-bound processing) and deletes it, until the queue is empty.
-    Returns the wall-clock seconds from the start of the consumers to the last delete.
+    Returns the wall-clock seconds from the start of the consumers (their clients already
+    made) to the last delete.
     """
     producer = sqs_factory()
     send_batches(producer, url, (f"job-{i}" for i in range(backlog)))
     done = []
     lock = threading.Lock()
 
-    def work() -> None:
-        sqs = sqs_factory()
+    def work(sqs) -> None:
         while True:
             messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0).get("Messages", [])
             if not messages:
@@ -493,7 +518,8 @@ def drain_time(sqs_factory: Callable[[], object], url: str, *, backlog: int, con
             with lock:
                 done.append(time.monotonic())
 
-    threads = [threading.Thread(target=work) for _ in range(consumers)]
+    # clients are built before the clock starts: building one costs more than many requests
+    threads = [threading.Thread(target=work, args=(sqs_factory(),)) for _ in range(consumers)]
     start = time.monotonic()
     for thread in threads:
         thread.start()

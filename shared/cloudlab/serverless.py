@@ -6,7 +6,7 @@ Introduced in notebook 03 (cold starts, memory/CPU and cost); used by lab 03.
   (base64 in ``LogResult``) into numbers: cold or warm, Init Duration, Duration, Billed
   Duration, memory. It works the same against AWS, the in-kernel emulator and a served one.
 - :func:`lambda_role` returns (creating once) an IAM role Lambda can assume.
-- :func:`monthly_cost` is a calculator at the list prices in ``data/aws_prices.csv`` (the one
+- :func:`monthly_cost` is a calculator at the list prices in ``cloudlab/data/aws_prices.csv`` (the one
   home for prices): requests, GB-seconds for x86_64 or arm64, INIT billed on cold starts
   (since 1 Aug 2025), the monthly free tier.
 - :func:`vcpus` and :func:`modelled_duration_ms` are a MODEL of how AWS scales CPU with
@@ -96,7 +96,7 @@ def modelled_duration_ms(cpu_ms_at_one_vcpu: float, memory_mb: float, wait_ms: f
 def monthly_cost(invocations: float, duration_ms: float, memory_mb: float, *, architecture: str = "x86_64",
                  cold_start_fraction: float = 0.0, init_ms: float = 0.0, init_billed: bool = True,
                  free_tier: bool = True) -> dict:
-    """Estimated monthly Lambda bill (on-demand, us-east-1 list prices from ``data/aws_prices.csv``).
+    """Estimated monthly Lambda bill (on-demand, us-east-1 list prices from ``cloudlab/data/aws_prices.csv``).
 
     ``duration_ms`` is the handler's average duration; a share ``cold_start_fraction`` of the
     invocations also runs INIT for ``init_ms``. Each invoke is billed in whole milliseconds;

@@ -3,7 +3,7 @@
 Introduced in notebook 01 (storage models). Everything here runs on the student's machine:
 
 - :class:`Instance` is an EC2 instance stand-in whose *instance store* is a private temporary
-  directory. Stopping or terminating the instance wipes it, as on EC2.
+  directory. Rebooting keeps it; stopping or terminating the instance wipes it, as on EC2.
 - :class:`InstanceStore`, :class:`SharedFolder` and :class:`S3Storage` are three places an
   application can keep files (instance-local disk, a shared network filesystem such as EFS,
   and S3), all with the same ``save`` / ``load`` / ``names`` interface.
@@ -13,7 +13,9 @@ Introduced in notebook 01 (storage models). Everything here runs on the student'
   same total bytes, on local disk and on S3.
 - :func:`count_requests` counts the HTTP requests a boto3 client sends, by operation, and
   :func:`log_requests` lists them (method and path).
-- :func:`storage_facts` loads the checked latency/throughput table ``data/storage_performance.csv``.
+- :func:`measure_parallel_gets` times the same GETs sent one at a time and from N threads.
+- :func:`storage_facts` loads the checked latency/throughput table ``cloudlab/data/storage_performance.csv``,
+  and :func:`durability_facts` the checked durability table ``cloudlab/data/storage_durability.csv``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from . import tempdirs
 from .hooks import client_hooks
 
-_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+# Package data (shipped in the wheel too), so a non-editable install finds it.
+_DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def _relative(name: str) -> PurePosixPath:
@@ -46,15 +50,16 @@ class Instance:
 
     Introduced in notebook 01. ``state`` follows EC2's names: ``running``, ``stopped``,
     ``terminated``. The instance store lives exactly as long as the instance keeps running on
-    the same host: :meth:`stop` and :meth:`terminate` delete it, and :meth:`start` brings the
-    instance back with a new, empty one (on EC2 a stopped instance usually restarts on other
-    hardware). Paths printed by this class are relative, so outputs do not change between runs.
+    the same host: :meth:`reboot` keeps it (a reboot stays on the same host), :meth:`stop` and
+    :meth:`terminate` delete it, and :meth:`start` brings the instance back with a new, empty
+    one (on EC2 a stopped instance usually restarts on other hardware). Paths printed by this
+    class are relative, so outputs do not change between runs.
     """
 
     def __init__(self, name: str):
         self.name = name
         self.state = "running"
-        self._disk: Path | None = Path(tempfile.mkdtemp(prefix=f"cloudlab-{name}-"))
+        self._disk: Path | None = tempdirs.make("instance", name)
 
     def __repr__(self) -> str:
         return f"Instance({self.name!r}, state={self.state!r})"
@@ -71,6 +76,11 @@ class Instance:
             shutil.rmtree(self._disk, ignore_errors=True)
             self._disk = None
 
+    def reboot(self) -> None:
+        """Reboot a running instance: same host, so the instance store keeps its files."""
+        if self.state != "running":
+            raise RuntimeError(f"{self.name} is {self.state}: only a running instance can be rebooted")
+
     def stop(self) -> None:
         """Stop the instance. Its instance store is lost (EBS and S3 data are not)."""
         if self.state == "terminated":
@@ -83,7 +93,7 @@ class Instance:
         if self.state == "terminated":
             raise RuntimeError(f"{self.name} is terminated; launch a new instance instead")
         if self.state == "stopped":
-            self._disk = Path(tempfile.mkdtemp(prefix=f"cloudlab-{self.name}-"))
+            self._disk = tempdirs.make("instance", self.name)
             self.state = "running"
 
     def terminate(self) -> None:
@@ -142,7 +152,11 @@ class SharedFolder:
     kind = "shared file system"
 
     def __init__(self, path: str | os.PathLike | None = None):
-        self.root = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="cloudlab-efs-"))
+        if path is None:  # a folder of its own: removed with this object, or at exit at the latest
+            self.root = tempdirs.make("efs")
+            self._removal = tempdirs.remove_with(self, self.root)
+        else:
+            self.root = Path(path)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def save(self, name: str, data: bytes) -> None:
@@ -387,13 +401,87 @@ def measure_small_vs_large(counts=(1, 10, 100, 1000), total_bytes: int = 1 << 20
     return pd.DataFrame(rows)
 
 
+def measure_parallel_gets(s3, bucket: str, objects: int = 200, object_bytes: int = 1024,
+                          threads=(1, 2, 4, 8, 16), repeats: int = 2, prefix: str = "parallel/",
+                          added_latency_s: float = 0.0):
+    """Time GETs of ``objects`` small objects sent from 1 thread and from N threads.
+
+    Introduced in notebook 01. Puts ``objects`` objects of ``object_bytes`` bytes under
+    ``prefix`` in ``bucket``, then for each N in ``threads`` reads all of them back with a pool
+    of N threads sharing the client ``s3`` (boto3 clients are thread-safe; the client's
+    connection pool must allow N connections, see ``botocore.config.Config(max_pool_connections)``).
+    Each N is timed ``repeats`` times and the fastest kept. The objects are deleted afterwards.
+
+    ``added_latency_s`` delays every GetObject by that many seconds before it is sent: a
+    stand-in for a network round trip, which a local emulator does not have. While a request
+    waits on the network its thread holds no CPU, which is the case where threads help.
+
+    Returns a DataFrame with one row per N: ``threads``, ``gets``, ``seconds``,
+    ``gets_per_s`` and ``speedup`` (sequential time / this time).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    if objects < 1 or object_bytes < 0 or not threads or min(threads) < 1:
+        raise ValueError("objects and every thread count must be at least 1, object_bytes at least 0")
+    keys = [f"{prefix}{i:05d}" for i in range(objects)]
+    body = os.urandom(object_bytes)
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def get(key: str) -> int:
+        return len(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def wait_for_network(**_) -> None:
+        time.sleep(added_latency_s)  # a simulated round trip, not a wait for a condition
+
+    def best_time(count: int) -> float:
+        best = float("inf")
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                got = sum(pool.map(get, keys)) if count > 1 else sum(map(get, keys))
+                best = min(best, time.perf_counter() - start)
+                assert got == objects * object_bytes
+        return best
+
+    hooks = {"before-send.s3.GetObject": wait_for_network} if added_latency_s > 0 else {}
+    try:
+        with client_hooks(s3, hooks):
+            seconds = {count: best_time(count) for count in threads}
+    finally:
+        for start in range(0, len(keys), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]],
+                                                     "Quiet": True})
+    rows = [{"threads": count, "gets": objects, "seconds": best, "gets_per_s": objects / best}
+            for count, best in seconds.items()]
+    frame = pd.DataFrame(rows)
+    sequential = frame.loc[frame["threads"] == min(threads), "seconds"].iloc[0]
+    frame["speedup"] = sequential / frame["seconds"]
+    return frame
+
+
+def durability_facts():
+    """What survives a reboot, a stop, a terminate and the loss of an AZ, per storage, with AWS's figures.
+
+    Introduced in notebook 01. Loads ``cloudlab/data/storage_durability.csv``: one row per storage
+    (``storage``), ``survives_reboot`` / ``survives_stop`` / ``survives_terminate`` /
+    ``survives_az_loss`` (``yes``, ``no`` or a short condition), AWS's ``designed_durability``
+    (empty where AWS publishes none), ``note`` and ``source`` (a row of ``docs/aws-facts.md``).
+    """
+    import pandas as pd
+
+    return pd.read_csv(_DATA_DIR / "storage_durability.csv", dtype=str).fillna("")
+
+
 def storage_facts():
-    """The checked storage performance table (``data/storage_performance.csv``) as a DataFrame.
+    """The checked storage performance table (``cloudlab/data/storage_performance.csv``) as a DataFrame.
 
     Introduced in notebook 01. One row per (storage, metric): the lecture's value or range
     (``lecture_low``/``lecture_high``, empty where the lecture gives none), the current value
     (``current``, empty where no checked source gives one), ``unit``, a note on what the
-    current value means, and ``source`` (a row of ``shared/reference/aws-facts.md`` or the lecture).
+    current value means, and ``source`` (a row of the course's checked facts file, ``aws-facts.md``, or the lecture).
     """
     import pandas as pd
 
@@ -401,4 +489,5 @@ def storage_facts():
 
 
 __all__ = ["Instance", "InstanceStore", "SharedFolder", "S3Storage", "UploadService", "Response",
-           "RoundRobin", "count_requests", "log_requests", "measure_small_vs_large", "storage_facts"]
+           "RoundRobin", "count_requests", "log_requests", "measure_small_vs_large", "measure_parallel_gets",
+           "storage_facts", "durability_facts"]

@@ -24,11 +24,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import guard
+from . import guard, local_services
+from .aws_protocol import DEFAULT_REGION
 from .embedded import HEALTH_PATH, EmbeddedServer, wait_until_healthy
 from .guard import REAL_AWS_OPT_IN, RealAWSBlocked
 
-DEFAULT_REGION = "us-east-1"
 BACKENDS = ("embedded", "localstack", "aws")
 _CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                          "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
@@ -128,9 +128,7 @@ def _embedded() -> Backend:
     if server is None:
         server = EmbeddedServer().start()
         _current["server"] = server
-    from .. import lambda_service
-
-    lambda_service.get_service().data_endpoint_url = None  # handlers use this emulator too
+    local_services.set_data_endpoint(None)  # Lambda handlers use this emulator too
     return Backend("embedded", server.url, started_here=True)
 
 
@@ -158,9 +156,7 @@ def _localstack() -> Backend:
     if server is None:
         server = EmbeddedServer().start()
         _current["server"] = server
-    from .. import lambda_service
-
-    lambda_service.get_service().data_endpoint_url = endpoint
+    local_services.set_data_endpoint(endpoint)
     return Backend("localstack", endpoint, lambda_endpoint=server.url)
 
 

@@ -4,7 +4,7 @@ Introduced in notebook 01 (every notebook starts it through ``cloudlab.use_backe
 
 Why not moto's own ``ThreadedMotoServer``: it closes every connection and spends most of
 each request in Werkzeug/Flask dispatch and a per-request directory scan to find the
-service (see ``../shared/reference/emulators.md``). This front keeps HTTP/1.1 connections
+service (measured: ``docs/emulators.md``). This front keeps HTTP/1.1 connections
 alive, works out the service once from the SigV4 credential scope, and hands the request
 straight to moto's response classes, the same routing ``mock_aws`` uses in-process.
 ``bench/backend_rate.py`` prints the ratio against the stock server.
@@ -13,26 +13,25 @@ straight to moto's response classes, the same routing ``mock_aws`` uses in-proce
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
-import sys
 import re
 import socket
 import threading
 import time
 import socketserver
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
+from http.server import ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
-from . import iam_auth, presign
+from . import iam_auth, local_services, moto_compat, presign, sqs_rules
+from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL_SCOPE, DEFAULT_REGION, HTTP_REASONS as _REASONS
+from .local_services import SERVICE_OVERRIDES
+from .moto_compat import moto_request as _moto_request, reset_all_state
 
 HEALTH_PATH = "/_cloudlab/health"
-DEFAULT_REGION = "us-east-1"
 
 # Signing names whose moto backend has another name.
 _SIGNING_ALIASES = {"eventbridge": "events", "email": "ses"}
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _FORM_ACTIONS_UNSIGNED = {"AssumeRoleWithWebIdentity": "sts", "AssumeRoleWithSAML": "sts"}
 
 
@@ -45,7 +44,7 @@ def service_and_region(headers, path: str, query: str) -> tuple[str, str]:
     auth = headers.get("Authorization", "")
     match = _CREDENTIAL_SCOPE.search(auth)
     if match:
-        region, service = match.group(1), match.group(2).lower()
+        region, service = match.group("region"), match.group("service").lower()
         return _SIGNING_ALIASES.get(service, service), region
     if "X-Amz-Credential" in query:
         credential = parse_qs(query).get("X-Amz-Credential", [""])[0]
@@ -68,11 +67,6 @@ def aws_url(service: str, region: str, headers, path: str, query: str) -> str:
     return f"http://{host}{path}" + (f"?{query}" if query else "")
 
 
-# Services cloudlab serves itself, ahead of moto: signing name -> handler(method, path, query,
-# headers, body) returning (status, headers, body), or None to let moto answer. The local
-# Lambda service registers here, since moto cannot run Lambda code without Docker.
-SERVICE_OVERRIDES: dict[str, object] = {}
-
 _DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
                                "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement",
                                "ExecuteTransaction"})
@@ -87,13 +81,8 @@ class MotoDispatcher:
     """
 
     def __init__(self) -> None:
-        import moto.backend_index as backend_index
-
-        from . import speedups
-
-        speedups.apply()
-        iam_auth.install()
-        self._service_patterns = backend_index.backend_url_patterns
+        moto_compat.install()  # every patch of moto, once per process
+        self._service_patterns = moto_compat.backend_url_patterns
         self._backend_for_host: dict[str, str | None] = {}
         self._routes: dict[str, list[tuple[re.Pattern, object]]] = {}
         self._lock = threading.Lock()
@@ -110,17 +99,8 @@ class MotoDispatcher:
             return None
         routes = self._routes.get(backend_name)
         if routes is None:
-            import moto.backends as backends
-            from moto.core import DEFAULT_ACCOUNT_ID
-            from moto.core.base_backend import BackendDict
-
             with self._lock:
-                backend_dict = backends.get_backend(backend_name)
-                if isinstance(backend_dict, BackendDict):
-                    regions = backend_dict[DEFAULT_ACCOUNT_ID]
-                    backend = regions[DEFAULT_REGION] if DEFAULT_REGION in regions else regions["aws"]
-                else:
-                    backend = backend_dict["global"]
+                backend = moto_compat.service_backend(backend_name, DEFAULT_REGION)
                 routes = [(re.compile(url), handler) for url, handler in backend.urls.items()]
                 self._routes[backend_name] = routes
         return routes
@@ -142,7 +122,7 @@ class MotoDispatcher:
         return _NO_LOCK
 
     def dispatch(self, method: str, url: str, headers, body: bytes) -> tuple[int, dict, bytes]:
-        from moto.core.exceptions import HTTPException
+        HTTPException = moto_compat.HTTPException
 
         parts = urlsplit(url)
         clean_url = f"{parts.scheme}://{parts.netloc}{parts.path}"
@@ -162,55 +142,8 @@ class MotoDispatcher:
         return 404, {}, _error_xml("NotImplemented", f"{method} {parts.path} is not emulated")
 
 
-def _moto_request(method: str, parts, headers, body: bytes):
-    """A moto ``Request`` built from a WSGI environ, as moto's own server builds it.
-
-    Werkzeug's ``EnvironBuilder`` (behind ``Request.from_primitives``) costs about a quarter
-    of a small request's dispatch; the environ it would build is written out directly here.
-    """
-    from moto.core.request import (PRESERVED_HEADER_NAMES_ENVIRON_KEY, Request,
-                                   environ_key_for_header, should_preserve_original_header_name)
-
-    environ = {
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(parts.path).decode("latin-1"),
-        "QUERY_STRING": parts.query,
-        "RAW_URI": parts.path + (f"?{parts.query}" if parts.query else ""),
-        "SERVER_NAME": parts.hostname,
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "CONTENT_LENGTH": str(len(body)),
-    }
-    preserved = {}
-    for name, value in headers.items():
-        lowered = name.lower()
-        if lowered in ("transfer-encoding", "content-length"):
-            continue
-        key = environ_key_for_header(name)
-        environ[key] = f"{environ[key]},{value}" if key in environ and key.startswith("HTTP_") else value
-        if should_preserve_original_header_name(name):
-            preserved[key] = name
-    environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = preserved
-    return Request(environ)
-
-
 def _error_xml(code: str, message: str) -> bytes:
     return f"<ErrorResponse><Error><Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>".encode()
-
-
-def reset_all_state() -> None:
-    """Forget every bucket, queue, table, ... (moto's ``/moto-api/reset``)."""
-    from moto.moto_api import _internal
-
-    _internal.moto_api_backend.reset()
 
 
 class RequestHeaders:
@@ -232,7 +165,6 @@ class RequestHeaders:
         return name.lower() in self._lookup
 
 
-_REASONS = {code: reason for code, (reason, _) in BaseHTTPRequestHandler.responses.items()}
 _MAX_LINE = 65536
 
 
@@ -316,6 +248,14 @@ class _Handler(socketserver.StreamRequestHandler):
                 presign.verify(method, path, query, headers)
             except presign.PresignedUrlRejected as rejection:
                 return rejection.status, {"Content-Type": "application/xml"}, rejection.xml()
+        elif service == "s3" and iam_auth.is_unsigned(headers, query):  # anonymous: bucket policy only
+            refusal = iam_auth.anonymous_refusal(method, path, query)
+            if refusal is not None:
+                return refusal
+        if service == "sqs":  # SQS's size rules (attributes count; 256 KiB default), which moto lacks
+            body, refusal = sqs_rules.apply(headers, body, region)
+            if refusal is not None:
+                return refusal
         url = aws_url(service, region, headers, path, query)
         try:
             override = SERVICE_OVERRIDES.get(service)
@@ -323,7 +263,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 answer = override(method, path, query, headers, body)
                 if answer is not None:
                     return answer
-            with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' keys only
+            with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' and roles' keys
                 return self.dispatcher.dispatch(method, url, headers, body)
         except Exception as error:  # an emulator bug must not take the server down
             logging.getLogger("cloudlab.embedded").exception("emulator error")
@@ -355,10 +295,8 @@ class _Server(ThreadingHTTPServer):
 
 
 def _install_local_services(url: str) -> None:
-    """Register cloudlab's own services ahead of moto: the local Lambda service (notebook 03)."""
-    from .. import lambda_service
-
-    lambda_service.install(url)
+    """Start cloudlab's own services ahead of moto (the local Lambda service, notebook 03)."""
+    local_services.server_started(url)
 
 
 class EmbeddedServer:
@@ -400,16 +338,14 @@ class EmbeddedServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-            from .. import lambda_service
-
-            lambda_service.uninstall(self.url)
+            local_services.server_stopped(self.url)
 
 
 class StockMotoServer:
     """moto's own ``ThreadedMotoServer``, kept for the benchmark's comparison."""
 
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
+        ThreadedMotoServer = moto_compat.ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

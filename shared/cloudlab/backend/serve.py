@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import _state_file, running_server_url
+from . import DEFAULT_REGION, _state_file, running_server_url
 from .embedded import EmbeddedServer, wait_until_healthy
 
 
@@ -62,6 +62,18 @@ def wait_until_served(timeout: float = 60.0, state: Path | None = None,
         time.sleep(0.05)
 
 
+def shell_export_line(url: str, region: str = DEFAULT_REGION) -> str:
+    """The one ``export`` line a shell needs: the endpoint, dummy credentials and the region.
+
+    Introduced in the README's backends section. Exporting only ``AWS_ENDPOINT_URL`` is not
+    enough: a tool that ignores it (the AWS CLI v1's ``sqs`` commands do) goes to the public
+    endpoint with whatever credentials the shell has, which may be a student's real ones.
+    With ``test``/``test`` (and no session token) such a call fails to authenticate.
+    """
+    return (f"export AWS_ENDPOINT_URL={url} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "
+            f"AWS_DEFAULT_REGION={region}")
+
+
 def main(port: int = 0) -> int:
     already = running_server_url()
     if already:
@@ -75,8 +87,12 @@ def main(port: int = 0) -> int:
         return 1
     state = _state_file()
     write_state(state, server.url, os.getpid())
-    print(f"cloudlab embedded emulator at {server.url} (Ctrl-C to stop)", flush=True)
-    print(f"notebooks attach to it; in a shell: export AWS_ENDPOINT_URL={server.url}", flush=True)
+    print(f"cloudlab embedded emulator at {server.url} (Ctrl-C to stop); notebooks attach to it", flush=True)
+    print("in a shell, paste this line (dummy credentials: a tool that bypasses the endpoint fails to "
+          "authenticate instead of reaching your real account):", flush=True)
+    print(shell_export_line(server.url), flush=True)
+    print(f"tools that ignore AWS_ENDPOINT_URL (e.g. AWS CLI v1's sqs commands): add --endpoint-url {server.url}",
+          flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         signal.pause()

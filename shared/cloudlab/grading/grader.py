@@ -13,8 +13,9 @@ so it can never attach to a shared ``backend serve``). Steps per submission:
    come back through the execute reply's ``user_expressions``, which printed output cannot
    forge, and carry a per-case random nonce.
 
-Writes a CSV gradebook and one markdown feedback file per submission; a bad submission gets
-the points it earned and a reason, and the batch always completes.
+Writes a CSV gradebook and one markdown feedback file per submission (test results and the
+student's written answers, question by question); a bad submission gets the points it earned
+and a reason, and the batch always completes.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import nbformat
 
 from .build import public_tests, tests_text
 from .check import TESTS_DIR_VARIABLE, repo_root
-from .markers import Master, MarkerError, _number, parse_master
+from .markers import (ANSWER_PLACEHOLDER, Master, MarkerError, WrittenPrompt, _BEGIN_MARKDOWN, _END_MARKDOWN,
+                      _headings, _number, parse_master, written_prompts)
 from .runner import grader_code
 
 DEFAULT_TIMEOUT = 300.0
@@ -228,6 +230,7 @@ class SubmissionGrade:
     cases: list[CaseGrade]
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    written: list[tuple[WrittenPrompt, str | None]] = field(default_factory=list)  # (prompt, the student's text)
 
     def question_points(self, question: str) -> float:
         return sum(case.earned for case in self.cases if case.question == question)
@@ -273,6 +276,55 @@ def read_submission(path: Path) -> list[str]:
     return [source if isinstance(source, str) else "".join(map(str, source)) for source in sources]
 
 
+def _answer_lines(source: str, prompt_lines: set[str]) -> list[str]:
+    """The lines of a markdown cell that are the student's: not the prompt's, not markers."""
+    return [line.rstrip() for line in source.splitlines()
+            if line.strip() not in prompt_lines and line.strip() != ANSWER_PLACEHOLDER
+            and not _BEGIN_MARKDOWN.match(line) and not _END_MARKDOWN.match(line)]
+
+
+def written_answers(master: Master, path: Path) -> list[tuple[WrittenPrompt, str | None]]:
+    """The student's text for each written prompt of the master (``None``: none found).
+
+    The answer cell is found by the id the generated lab gave it (JupyterLab keeps cell ids),
+    else by the prompt's first line. The answer is what the student added to that cell, plus
+    any markdown cells they inserted right after it (up to the next code cell or the next
+    cell of the lab). Never raises: an unreadable submission has no answers.
+    """
+    from .build import lab_notebook
+
+    prompts = written_prompts(master)
+    try:
+        cells = [cell for cell in nbformat.read(path, as_version=4).get("cells", []) if isinstance(cell, dict)]
+        lab_cells = lab_notebook(master).cells
+    except Exception:  # the grade says why the file is unreadable; here it just has no answers
+        return [(prompt, None) for prompt in prompts]
+    lab_markdown = {cell.source for cell in lab_cells if cell.cell_type == "markdown"}
+    found = []
+    for prompt in prompts:
+        lab_id = next((cell.id for cell in lab_cells if cell.cell_type == "markdown" and cell.source == prompt.prompt), None)
+        first = next((line.strip() for line in prompt.prompt.splitlines() if line.strip()), "")
+        markdown = [(i, cell) for i, cell in enumerate(cells) if cell.get("cell_type") == "markdown"]
+        at = next((i for i, cell in markdown if lab_id and cell.get("id") == lab_id), None)
+        if at is None:
+            at = next((i for i, cell in markdown
+                       if next((l.strip() for l in str(cell.get("source", "")).splitlines() if l.strip()), "") == first), None)
+        if at is None:
+            found.append((prompt, None))
+            continue
+        prompt_lines = {line.strip() for line in prompt.prompt.splitlines() if line.strip()}
+        lines = _answer_lines(str(cells[at].get("source", "")), prompt_lines)
+        for cell in cells[at + 1:]:
+            source = str(cell.get("source", ""))
+            if cell.get("cell_type") != "markdown" or source in lab_markdown \
+                    or any(level <= 2 for level, _ in _headings(source)):
+                break
+            lines += [""] + _answer_lines(source, prompt_lines)
+        text = "\n".join(lines).strip()
+        found.append((prompt, text or None))
+    return found
+
+
 class SubmissionRun:
     """Runs one submission in its own kernel and grades it; see the module docstring."""
 
@@ -296,6 +348,7 @@ class SubmissionRun:
             for case in self.grade.cases:
                 case.message = "not graded: the submission could not be read"
             return self.grade
+        self.grade.written = written_answers(self.master, self.path)
         with tempfile.TemporaryDirectory(prefix="cloudlab-grade-") as temp:
             temp = Path(temp)
             workdir, grader_dir, state_dir = temp / "labs", temp / "grader", temp / "state"
@@ -468,6 +521,13 @@ def notes(grade: SubmissionGrade, limit: int = 3) -> str:
     return "; ".join(shown)
 
 
+def _written_lines(text: str | None) -> list[str]:
+    if text is None:
+        return ["**Your written answer:** none found (the answer cell is unchanged, empty or deleted).", ""]
+    return ["**Your written answer** (read by the instructor, not autograded):", ""] + \
+        [f"> {line}".rstrip() for line in text.splitlines()] + [""]
+
+
 def feedback_markdown(master: Master, grade: SubmissionGrade) -> str:
     lines = [f"# Feedback: {grade.name}", "",
              f"Lab `{master.lab_name}`: **{_points(grade.total)} / {_points(grade.max_points)} points**", ""]
@@ -488,6 +548,12 @@ def feedback_markdown(master: Master, grade: SubmissionGrade) -> str:
             if case.ran and not case.passed and not case.hidden:
                 lines += ["", "  ```python"] + [f"  {line}".rstrip() for line in case.code.splitlines()] + ["  ```"]
         lines.append("")
+        for prompt, text in grade.written:
+            if prompt.question == question.name:
+                lines += _written_lines(text)
+    for prompt, text in grade.written:
+        if prompt.question not in master.questions:  # a written-only question: its own section
+            lines += [f"## {prompt.title} (written)", ""] + _written_lines(text)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -275,3 +275,57 @@ def parse_master(path: Path | str) -> Master:
     if named_checker[0] != lab_name:
         raise MarkerError(f"{named_checker[1]}: calls checker({named_checker[0]!r}) but this lab is {lab_name!r}")
     return Master(path, notebook, lab_name, questions)
+
+
+# ---- written answers ------------------------------------------------------------------------
+
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(?P<title>.+?)\s*#*\s*$")
+
+
+@dataclass(frozen=True)
+class WrittenPrompt:
+    """A markdown cell of a master that asks for a written answer (it holds a solution region).
+
+    ``question`` is the graded question it belongs to: the question of the first test cell
+    after it, unless a new ``##`` section starts first (then ``None``: a written-only question).
+    ``title`` is the nearest heading at or before the prompt, ``prompt`` the student's version
+    of the cell (model answer replaced by :data:`ANSWER_PLACEHOLDER`).
+    """
+
+    question: str | None
+    title: str
+    prompt: str
+    cell_number: int
+
+
+def _headings(source: str) -> list[tuple[int, str]]:
+    found = []
+    for line in source.splitlines():
+        match = _HEADING.match(line)
+        if match:
+            found.append((len(match.group(1)), match.group("title")))
+    return found
+
+
+def written_prompts(master: Master) -> list[WrittenPrompt]:
+    """The master's written-answer prompts, in order; see :class:`WrittenPrompt`."""
+    cells = master.notebook.cells
+    prompts, title = [], master.lab_name
+    for number, cell in enumerate(cells, start=1):
+        if cell.cell_type != "markdown":
+            continue
+        where = cell_label(master.path, number, cell)
+        if _headings(cell.source):
+            title = _headings(cell.source)[-1][1]
+        student = strip_markdown(cell.source, where)
+        if student == cell.source:  # no solution region: not a prompt
+            continue
+        question = None
+        for later_number, later in enumerate(cells[number:], start=number + 1):
+            if later.cell_type == "markdown" and any(level <= 2 for level, _ in _headings(later.source)):
+                break
+            if later.cell_type == "code" and cell_kind(later, cell_label(master.path, later_number, later)) == "test":
+                question = parse_test_header(_first_line_and_body(later.source)[0], where)[0]
+                break
+        prompts.append(WrittenPrompt(question, title, student, number))
+    return prompts

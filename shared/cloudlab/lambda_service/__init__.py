@@ -19,10 +19,12 @@ Pieces (each module's docstring says more):
 - ``lambda_api``: the Lambda API calls answered here (the rest stays moto's);
 - ``api_gateway``: ``ApiGatewayFront``, a REST API proxy in front of functions.
 
-How it plugs in: whenever an embedded emulator starts (in a kernel, in
-``python -m cloudlab backend serve``, in a grader's kernel), ``install(url)`` registers the
-Lambda API handler in ``cloudlab.backend.embedded.SERVICE_OVERRIDES`` and makes moto's own
-event sources (S3 notifications, SNS subscriptions) queue async invokes here.
+How it plugs in: importing this package (``import cloudlab`` does) registers ``install`` and
+``uninstall`` as server hooks of ``cloudlab.backend.local_services``. Whenever an embedded
+emulator starts (in a kernel, in ``python -m cloudlab backend serve``, in a grader's kernel),
+``install(url)`` sets the Lambda API handler as the ``lambda`` override and makes moto's own
+event sources (S3 notifications, SNS subscriptions) queue async invokes here. The backend
+never imports this package.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+from ..backend import local_services, moto_compat
 from .api_gateway import ApiGatewayFront
 from .environment import ExecutionEnvironment, FunctionSnapshot, InvokeOutcome, model_duration_ms
 from .service import FunctionNotFound, LambdaServiceError, LocalLambdaService, Throttled
@@ -48,7 +51,6 @@ def install(endpoint_url: str) -> LocalLambdaService:
     Called by ``EmbeddedServer.start()``. Servers in one process share moto's state, so they
     share one service too; handlers reach the most recently started server still running.
     """
-    from ..backend import embedded
     from .lambda_api import LambdaApi
 
     with _install_lock:
@@ -59,14 +61,12 @@ def install(endpoint_url: str) -> LocalLambdaService:
             _hook_moto_event_sources()
         _servers.append(endpoint_url)
         service.endpoint_url = endpoint_url
-        embedded.SERVICE_OVERRIDES["lambda"] = LambdaApi(service)
+        local_services.set_override("lambda", LambdaApi(service))
         return service
 
 
 def uninstall(endpoint_url: str | None = None) -> None:
     """A server stopped: stop the service (environments, pollers, queues) once none is left."""
-    from ..backend import embedded
-
     with _install_lock:
         service = _state["service"]
         if service is None:
@@ -79,7 +79,7 @@ def uninstall(endpoint_url: str | None = None) -> None:
                 return
         _servers.clear()
         _state["service"] = None
-        embedded.SERVICE_OVERRIDES.pop("lambda", None)
+        local_services.set_override("lambda", None)
     service.shutdown()
 
 
@@ -104,11 +104,6 @@ def _hook_moto_event_sources() -> None:
     request, which needs Docker. Here that call queues an ``Event`` invoke instead, so the
     upload returns at once and the function runs shortly after, as on AWS.
     """
-    from moto.awslambda.models import LambdaFunction
-
-    if getattr(LambdaFunction.invoke, "_cloudlab", False):
-        return
-
     def invoke(self, body, request_headers, response_headers):
         service = _state["service"]
         if service is None:
@@ -118,8 +113,7 @@ def _hook_moto_event_sources() -> None:
         service.async_invoker.submit(self, payload, qualifier)
         return b""
 
-    invoke._cloudlab = True
-    LambdaFunction.invoke = invoke
+    moto_compat.replace_lambda_invoke(invoke)  # once per process
 
 
 def zip_code(source: str | os.PathLike | dict[str, str], module: str = "app") -> bytes:
@@ -142,6 +136,8 @@ def zip_code(source: str | os.PathLike | dict[str, str], module: str = "app") ->
             archive.writestr(f"{module}.py", source)
     return buffer.getvalue()
 
+
+local_services.add_server_hooks(install, uninstall)
 
 __all__ = ["ApiGatewayFront", "install", "uninstall", "get_service", "zip_code", "LocalLambdaService", "ExecutionEnvironment",
            "FunctionSnapshot", "InvokeOutcome", "FunctionNotFound", "Throttled", "LambdaServiceError",

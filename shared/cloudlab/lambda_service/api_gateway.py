@@ -33,7 +33,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-_REASONS = {code: reason for code, (reason, _) in BaseHTTPRequestHandler.responses.items()}
+from ..backend.aws_protocol import HTTP_REASONS as _REASONS
+
 
 
 class TokenBucket:

@@ -69,6 +69,8 @@ class FunctionSnapshot:
     region: str
     account: str
     key: tuple
+    # Where the handler's boto3 calls go: AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>.
+    endpoints: dict[str, str] = field(default_factory=dict)
     reserved: int | None = None
     dead_letter_arn: str | None = None
     event_invoke_config: dict = field(default_factory=dict)
@@ -169,8 +171,7 @@ def new_request_id() -> str:
 class ExecutionEnvironment:
     """One execution environment: a runtime process, its Runtime API, its /tmp and its log."""
 
-    def __init__(self, snapshot: FunctionSnapshot, root: Path, endpoint_url: str | None,
-                 init_type: str = "on-demand", lambda_endpoint_url: str | None = None) -> None:
+    def __init__(self, snapshot: FunctionSnapshot, root: Path, init_type: str = "on-demand") -> None:
         self.snapshot = snapshot
         self.init_type = init_type
         self.id = uuid.uuid4().hex
@@ -179,8 +180,6 @@ class ExecutionEnvironment:
         self.tmp.mkdir(parents=True)
         self.log_path = self.directory / "log"
         self._log_fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        self.endpoint_url = endpoint_url
-        self.lambda_endpoint_url = lambda_endpoint_url
         self.api = RuntimeApiEndpoint()
         self.process: subprocess.Popen | None = None
         self.invocations = 0
@@ -211,7 +210,8 @@ class ExecutionEnvironment:
             "LAMBDA_TASK_ROOT": str(snap.code_dir),
             "LAMBDA_RUNTIME_DIR": str(Path(__import__("awslambdaric").__file__).parent),
             "_HANDLER": snap.handler,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}",
+            # The configured Runtime, as on AWS; the interpreter itself is this machine's (notebook 03 says so).
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{snap.runtime}",
             "AWS_LAMBDA_FUNCTION_NAME": snap.name,
             "AWS_LAMBDA_FUNCTION_VERSION": snap.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(snap.memory_mb),
@@ -225,10 +225,7 @@ class ExecutionEnvironment:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_SESSION_TOKEN": "test",
         }
-        if self.endpoint_url:
-            reserved["AWS_ENDPOINT_URL"] = self.endpoint_url
-        if self.lambda_endpoint_url and self.lambda_endpoint_url != self.endpoint_url:
-            reserved["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_endpoint_url
+        reserved.update(snap.endpoints)
         if os.environ.get("LD_LIBRARY_PATH"):
             reserved["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         variables.update(reserved)  # as on AWS, reserved names cannot be overridden
@@ -364,6 +361,8 @@ class ExecutionEnvironment:
     def _finish(self, request_id, status, error_type, body, cold, started, log_start, cpu_before) -> InvokeOutcome:
         snap = self.snapshot
         duration_ms = (time.monotonic() - started) * 1000
+        if status == "timeout":  # AWS reports (and bills) exactly the timeout, not when the kill landed
+            duration_ms = snap.timeout_s * 1000
         peak_mb, cpu_after = (None, None) if self.dead else _proc_stats(self.process.pid)
         self._cpu_seen = cpu_after
         if peak_mb is not None and peak_mb > snap.memory_mb and status in ("ok", "error"):

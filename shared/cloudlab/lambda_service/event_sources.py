@@ -27,6 +27,8 @@ import threading
 import time
 import uuid
 
+from ..backend.aws_protocol import DEFAULT_REGION
+
 _log = logging.getLogger("cloudlab.lambda_service")
 
 
@@ -236,7 +238,7 @@ class EventSourceMappings:
                                           f"The resource you requested does not exist. (Service: Lambda, Status Code: 404, UUID: {uuid_})")
         return dict(poller.config)
 
-    def list(self, function_name: str | None = None, source: str | None = None, region: str = "us-east-1") -> list[dict]:
+    def list(self, function_name: str | None = None, source: str | None = None, region: str = DEFAULT_REGION) -> list[dict]:
         rows = []
         for poller in list(self._pollers.values()):
             config = poller.config

@@ -3,7 +3,7 @@
 Not API Gateway's REST APIs: those are ``api_gateway``.
 
 Introduced in notebook 03. Plain ``boto3.client("lambda")`` against the embedded emulator
-reaches this handler first (``cloudlab.backend.embedded.SERVICE_OVERRIDES["lambda"]``).
+reaches this handler first (the ``lambda`` override of ``cloudlab.backend.local_services``).
 It answers:
 
 - ``Invoke`` (``RequestResponse``, ``Event``, ``DryRun``; ``LogType="Tail"``) and the old
@@ -15,6 +15,22 @@ and ``UpdateFunctionCode`` (a zip that does not unzip is refused as AWS refuses 
 ``UpdateFunctionConfiguration`` (``DeadLetterConfig`` is kept here; moto drops it),
 ``DeleteFunction`` (its environments are stopped) and ``PutProvisionedConcurrencyConfig``
 (environments are started and initialised at once). Everything else is moto's.
+
+It refuses what AWS refuses, with AWS's error codes and messages (docs/aws-facts.md):
+
+- ``Timeout`` above 900 s (``CreateFunction``, ``UpdateFunctionConfiguration``): 400
+  ``ValidationException``;
+- an SQS event source whose queue's visibility timeout is shorter than the function's
+  timeout, ``BatchSize`` above 10 or a batching window on a FIFO queue: 400
+  ``InvalidParameterValueException``;
+- reserved concurrency that would leave less than the unreserved minimum: AWS keeps 100 of
+  1,000 unreserved; the local service scales that to its own account limit (10, so 1
+  stays unreserved; ``LocalLambdaService.check_reservation``);
+- Function URLs: AWS would serve ``https://<id>.lambda-url.<region>.on.aws``, which nothing
+  here can serve, so ``CreateFunctionUrlConfig`` is refused with a message pointing at
+  ``ApiGatewayFront``, the local HTTP front.
+
+``GetAccountSettings`` is answered here (moto has no such call): the local limits, as JSON.
 """
 
 from __future__ import annotations
@@ -28,17 +44,24 @@ import time
 import zipfile
 from urllib.parse import parse_qs, unquote
 
+from ..backend.aws_protocol import signed_region
 from .event_sources import EventSourceMappingError
+from .service import InvalidParameterValue as _InvalidParameter
 from .service import LambdaServiceError
 
 
-class _InvalidParameter(LambdaServiceError):
-    code, status = "InvalidParameterValueException", 400
+class _Validation(LambdaServiceError):
+    code, status = "ValidationException", 400
+
+
+MAX_TIMEOUT_SECONDS = 900  # functions without a capacity provider (Lambda Managed Instances are not emulated)
+FIFO_MAX_BATCH_SIZE = 10
+# What an account may store (Lambda quotas); reported by GetAccountSettings, not enforced.
+_CODE_STORAGE_BYTES, _ZIPPED_BYTES, _UNZIPPED_BYTES = 80 * 1024 ** 3, 50 * 1024 ** 2, 250 * 1024 ** 2
 
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
-_REGION = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/")
 _FUNCTION = r"/(?P<name>[^/]+)"
 _ROUTES = [
     ("POST", re.compile(r"^/2015-03-31/functions/?$"), "create_function"),
@@ -50,6 +73,10 @@ _ROUTES = [
     ("PUT", re.compile(r"^/2019-09-30/functions" + _FUNCTION + r"/provisioned-concurrency/?$"), "put_provisioned"),
     ("GET", re.compile(r"^/2019-09-30/functions" + _FUNCTION + r"/provisioned-concurrency/?$"), "get_provisioned"),
     ("DELETE", re.compile(r"^/2019-09-30/functions" + _FUNCTION + r"/provisioned-concurrency/?$"), "delete_provisioned"),
+    ("PUT", re.compile(r"^/2017-10-31/functions" + _FUNCTION + r"/concurrency/?$"), "put_concurrency"),
+    ("GET", re.compile(r"^/2016-08-19/account-settings/?$"), "account_settings"),
+    ("POST", re.compile(r"^/2021-10-31/functions" + _FUNCTION + r"/url/?$"), "refuse_function_url"),
+    ("PUT", re.compile(r"^/2021-10-31/functions" + _FUNCTION + r"/url/?$"), "refuse_function_url"),
     ("POST", re.compile(r"^/2015-03-31/event-source-mappings/?$"), "create_mapping"),
     ("GET", re.compile(r"^/2015-03-31/event-source-mappings/?$"), "list_mappings"),
     ("GET", re.compile(r"^/2015-03-31/event-source-mappings/(?P<uuid>[^/]+)/?$"), "get_mapping"),
@@ -76,13 +103,15 @@ class LambdaApi:
         self.service = service
 
     def __call__(self, method: str, path: str, query: str, headers, body: bytes):
+        refused = _refuse_unparseable(method, path, body)
+        if refused:
+            return refused
         for route_method, pattern, name in _ROUTES:
             if route_method == method:
                 match = pattern.match(path)
                 if match:
                     params = {key: unquote(value) for key, value in match.groupdict().items()}
-                    match_region = _REGION.search(headers.get("Authorization", "") or "")
-                    region = match_region.group(1) if match_region else "us-east-1"
+                    region = signed_region(headers)
                     try:
                         return getattr(self, name)(region=region, query=parse_qs(query), headers=headers,
                                                    body=body, **params)
@@ -116,11 +145,19 @@ class LambdaApi:
             else:
                 self.service.dead_letter_configs.pop((region, name), None)
 
+    @staticmethod
+    def _check_timeout(document: dict) -> None:
+        timeout = document.get("Timeout")
+        if isinstance(timeout, int) and timeout > MAX_TIMEOUT_SECONDS:
+            raise _Validation(f"1 validation error detected: Value '{timeout}' at 'timeout' failed to satisfy "
+                              f"constraint: Member must have value less than or equal to {MAX_TIMEOUT_SECONDS}")
+
     def create_function(self, region, body, **_):
         try:
             document = json.loads(body or b"{}")
         except ValueError:
             return None
+        self._check_timeout(document)
         refused = self._check_zip(document.get("Code") or {})
         if refused:
             return refused
@@ -139,6 +176,7 @@ class LambdaApi:
             document = json.loads(body or b"{}")
         except ValueError:
             return None
+        self._check_timeout(document)
         self._remember_dead_letter(region, _plain_name(name), document)
         return None
 
@@ -146,6 +184,33 @@ class LambdaApi:
         if not query.get("Qualifier"):
             self.service.forget_function(_plain_name(name), region)
         return None
+
+    # -- reserved concurrency and the account's settings ---------------------------------------------
+    def put_concurrency(self, region, name, body, **_):
+        try:
+            reserved = int(json.loads(body or b"{}").get("ReservedConcurrentExecutions"))
+        except (ValueError, TypeError):
+            return None  # moto answers malformed requests
+        self.service.check_reservation(name, reserved, region)
+        return None  # moto stores it; invokes read it from there
+
+    def account_settings(self, region, **_):
+        from ..backend.moto_compat import DEFAULT_ACCOUNT_ID, lambda_backends
+
+        functions = list(lambda_backends[DEFAULT_ACCOUNT_ID][region].list_functions())
+        limit = self.service.concurrency_limit
+        return _json(200, {
+            "AccountLimit": {"TotalCodeSize": _CODE_STORAGE_BYTES, "CodeSizeUnzipped": _UNZIPPED_BYTES,
+                             "CodeSizeZipped": _ZIPPED_BYTES, "ConcurrentExecutions": limit,
+                             "UnreservedConcurrentExecutions": limit - self.service.reserved_total(region)},
+            "AccountUsage": {"TotalCodeSize": sum(int(getattr(fn, "code_size", 0) or 0) for fn in functions),
+                             "FunctionCount": len(functions)}})
+
+    def refuse_function_url(self, name, **_):
+        raise _InvalidParameter(
+            f"Function URLs are not emulated: AWS would give {_plain_name(name)} an https://<url-id>.lambda-url."
+            "<region>.on.aws address, which nothing on this machine serves. For an HTTP endpoint in front of a "
+            "function, use cloudlab.lambda_service.ApiGatewayFront (notebook 03).")
 
     # -- provisioned concurrency (moto has none): pre-warmed environments ----------------------------
     def _provisioned_key(self, region, name, query):
@@ -219,8 +284,37 @@ class LambdaApi:
         return _json(202, {"Status": 202})
 
     # -- event source mappings ------------------------------------------------------------------
+    def _check_sqs_source(self, source: str, function_name: str | None, batch_size, window, region: str) -> None:
+        """AWS's rules for an SQS event source: FIFO batches, and (when a function is named) the
+        queue's visibility timeout against the function's timeout."""
+        if not source.startswith("arn:aws:sqs:"):
+            return
+        if source.endswith(".fifo"):
+            if batch_size is not None and int(batch_size) > FIFO_MAX_BATCH_SIZE:
+                raise _InvalidParameter(f"Maximum batch size must be between 1 and {FIFO_MAX_BATCH_SIZE} "
+                                        "inclusive for FIFO queues")
+            if window:
+                raise _InvalidParameter("Batching window is not supported for FIFO queues")
+        if not function_name:
+            return
+        arn = source.split(":")
+        try:
+            fn = self.service.moto_function(function_name, None, region)
+            sqs = self.service.client("sqs", arn[3] or region)
+            url = sqs.get_queue_url(QueueName=arn[5], QueueOwnerAWSAccountId=arn[4])["QueueUrl"]
+            visibility = int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+                             ["Attributes"]["VisibilityTimeout"])
+        except Exception:  # no such function or queue: the mapping code answers with AWS's error
+            return
+        if visibility < int(fn.timeout):
+            raise _InvalidParameter(f"Queue visibility timeout: {visibility} seconds is less than "
+                                    f"Function timeout: {int(fn.timeout)} seconds")
+
     def create_mapping(self, region, body, **_):
-        return _json(202, _wire(self.service.event_source_mappings.create(json.loads(body or b"{}"), region)))
+        request = json.loads(body or b"{}")
+        self._check_sqs_source(request.get("EventSourceArn") or "", request.get("FunctionName") or "",
+                               request.get("BatchSize"), request.get("MaximumBatchingWindowInSeconds"), region)
+        return _json(202, _wire(self.service.event_source_mappings.create(request, region)))
 
     def list_mappings(self, region, query, **_):
         rows = self.service.event_source_mappings.list((query.get("FunctionName") or [None])[0],
@@ -230,11 +324,30 @@ class LambdaApi:
     def get_mapping(self, uuid, **_):
         return _json(200, _wire(self.service.event_source_mappings.get(uuid)))
 
-    def update_mapping(self, uuid, body, **_):
-        return _json(202, _wire(self.service.event_source_mappings.update(uuid, json.loads(body or b"{}"))))
+    def update_mapping(self, uuid, body, region, **_):
+        request = json.loads(body or b"{}")
+        current = self.service.event_source_mappings.get(uuid)
+        self._check_sqs_source(current["EventSourceArn"], request.get("FunctionName"), request.get("BatchSize"),
+                               request.get("MaximumBatchingWindowInSeconds"), region)
+        return _json(202, _wire(self.service.event_source_mappings.update(uuid, request)))
 
     def delete_mapping(self, uuid, **_):
         return _json(202, _wire(self.service.event_source_mappings.delete(uuid)))
+
+
+_INVOKE_PATHS = re.compile(r"^/[0-9-]+/functions/[^/]+/(invocations|invoke-async|response-streaming-invocations)/?$")
+
+
+def _refuse_unparseable(method: str, path: str, body: bytes) -> tuple[int, dict, bytes] | None:
+    """Every Lambda API request body is JSON: one that is not gets AWS's 400, whoever answers
+    the call (here or moto, which would fail with a 500). Invoke payloads are checked by ``invoke``."""
+    if method not in ("POST", "PUT") or not body or _INVOKE_PATHS.match(path):
+        return None
+    try:
+        json.loads(body)
+    except ValueError as problem:
+        return error(400, "InvalidRequestContentException", f"Could not parse request body into json: {problem}")
+    return None
 
 
 def _wire(config: dict) -> dict:

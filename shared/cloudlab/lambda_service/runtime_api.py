@@ -21,7 +21,7 @@ thread hand-offs, and a dead process shows up at once as end-of-file on its conn
 
 Every answer leaves in one ``sendall`` (headers and body together) on a ``TCP_NODELAY``
 socket: a naive server that writes headers and body separately makes each warm invoke wait
-~88 ms for Nagle's algorithm and the runtime's delayed ACK (see the emulators reference).
+~88 ms for Nagle's algorithm and the runtime's delayed ACK (measured: ``docs/emulators.md``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import socket
 import time
 from dataclasses import dataclass
 
+from ..backend.aws_protocol import HTTP_REASONS as _REASONS
+
 PREFIX = "/2018-06-01/runtime"
 NEXT_PATH = PREFIX + "/invocation/next"
 INIT_ERROR_PATH = PREFIX + "/init/error"
 _MAX_LINE = 65536
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            410: "Gone", 413: "Payload Too Large", 500: "Internal Server Error"}
 
 
 class RuntimeGone(Exception):

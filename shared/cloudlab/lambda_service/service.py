@@ -40,9 +40,13 @@ import weakref
 import zipfile
 from pathlib import Path
 
+from .. import tempdirs
+from ..backend import local_services, moto_compat
+from ..backend.aws_protocol import DEFAULT_REGION
 from .environment import ExecutionEnvironment, FunctionSnapshot, InvokeOutcome, new_request_id
 
-DEFAULT_REGION = "us-east-1"
+
+ATTEMPTS_ON_DEAD_ENVIRONMENTS = 3  # a warm environment found dead: the event goes to another
 
 
 class LambdaServiceError(Exception):
@@ -71,6 +75,14 @@ class InvalidRuntime(LambdaServiceError):
 
 class InvalidCode(LambdaServiceError):
     code, status = "InvalidParameterValueException", 400
+
+
+class InvalidParameterValue(LambdaServiceError):
+    code, status = "InvalidParameterValueException", 400
+
+
+# AWS keeps 100 of an account's default 1,000 concurrent executions unreserved (docs/aws-facts.md).
+AWS_ACCOUNT_CONCURRENCY, AWS_UNRESERVED_MINIMUM = 1000, 100
 
 
 def _setting(name: str, default):
@@ -104,10 +116,7 @@ class LocalLambdaService:
 
     def __init__(self, endpoint_url: str | None = None, root: str | Path | None = None) -> None:
         self.endpoint_url = endpoint_url
-        # Where handlers and pollers find S3, SQS, DynamoDB...: the embedded emulator itself,
-        # or LocalStack when CLOUDLAB_BACKEND=localstack (Lambda stays here: no Docker needed).
-        self.data_endpoint_url: str | None = None
-        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="cloudlab-lambda-"))
+        self.root = Path(root) if root else tempdirs.make("lambda")
         self._owns_root = root is None
         self.idle_seconds = _setting("CLOUDLAB_LAMBDA_IDLE_SECONDS", 300.0)
         self.concurrency_limit = _setting("CLOUDLAB_LAMBDA_CONCURRENCY", 10)
@@ -125,7 +134,7 @@ class LocalLambdaService:
         self.provisioned: dict[tuple[str, str, str], dict] = {}  # (region, name, qualifier) -> config; moto has none
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
-        self._clients: dict[tuple[str, str], object] = {}
+        self._clients: dict[tuple[str, str, str | None], object] = {}
         self._clients_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._log_batch: list[tuple] = []
@@ -137,13 +146,33 @@ class LocalLambdaService:
         self.event_source_mappings = EventSourceMappings(self)
         _live_services.add(self)
 
+    # -- where handlers and the service's own clients send their calls ----------------------------
+    @property
+    def data_endpoint_url(self) -> str | None:
+        """Where handlers and pollers find S3, SQS, DynamoDB...: ``None`` for the embedded
+        emulator itself, LocalStack when ``CLOUDLAB_BACKEND=localstack`` (Lambda stays here)."""
+        return local_services.data_endpoint()
+
+    def endpoint_variables(self) -> dict[str, str]:
+        """The endpoint configuration, as the variables boto3 reads: ``AWS_ENDPOINT_URL`` for
+        every service, ``AWS_ENDPOINT_URL_LAMBDA`` when Lambda is served apart (LocalStack).
+
+        Environments are started with it and keyed by it, and the service's clients are
+        cached by it: after a backend switch nothing keeps talking to the old endpoint.
+        """
+        variables = {}
+        data = self.data_endpoint_url or self.endpoint_url
+        if data:
+            variables["AWS_ENDPOINT_URL"] = data
+        if self.endpoint_url and self.endpoint_url != data:
+            variables["AWS_ENDPOINT_URL_LAMBDA"] = self.endpoint_url
+        return variables
+
     # -- functions, from moto ------------------------------------------------------------------
     def moto_function(self, name: str, qualifier: str | None = None, region: str | None = None):
         """moto's record of a function (``name`` may be a name, ``name:qualifier`` or an ARN)."""
-        from moto.awslambda.models import lambda_backends
-        from moto.core import DEFAULT_ACCOUNT_ID
-
-        region, account = region or DEFAULT_REGION, DEFAULT_ACCOUNT_ID
+        lambda_backends = moto_compat.lambda_backends
+        region, account = region or DEFAULT_REGION, moto_compat.DEFAULT_ACCOUNT_ID
         if name.startswith("arn:"):
             parts = name.split(":")
             region, account = parts[3] or region, parts[4] or account
@@ -156,11 +185,13 @@ class LocalLambdaService:
             raise FunctionNotFound(f"Function not found: {arn_name}") from None
 
     def snapshot(self, fn) -> FunctionSnapshot:
-        """The configuration environments of ``fn`` (a moto function) are started with."""
+        """The configuration environments of ``fn`` (a moto function) are started with,
+        endpoints included."""
+        endpoints = self.endpoint_variables()
         key = (fn.function_name, fn.region, str(fn.version), fn.code_sha_256, fn.handler, fn.run_time,
                int(fn.memory_size or 128), float(fn.timeout or 3),
                json.dumps(fn.environment_vars or {}, sort_keys=True),
-               tuple(layer["Arn"] for layer in (fn.layers or [])))
+               tuple(layer["Arn"] for layer in (fn.layers or [])), tuple(sorted(endpoints.items())))
         snapshot = self._snapshots.get(key)
         if snapshot is not None:
             return snapshot
@@ -171,9 +202,7 @@ class LocalLambdaService:
         code_dir = self._unpacked(fn.code_bytes, "code")
         layer_dirs = []
         for layer in fn.layers or []:
-            from moto.awslambda.models import lambda_backends
-
-            layer_version = lambda_backends[fn.account_id][fn.region].layers_versions_by_arn(layer["Arn"])
+            layer_version = moto_compat.lambda_backends[fn.account_id][fn.region].layers_versions_by_arn(layer["Arn"])
             if layer_version is not None:
                 layer_dirs.append(self._unpacked(layer_version.code_bytes, "layers"))
         arn = f"arn:aws:lambda:{fn.region}:{fn.account_id}:function:{fn.function_name}"
@@ -181,7 +210,7 @@ class LocalLambdaService:
             name=fn.function_name, arn=arn, version=str(fn.version), handler=fn.handler or "",
             runtime=fn.run_time, memory_mb=int(fn.memory_size or 128), timeout_s=float(fn.timeout or 3),
             variables=dict(fn.environment_vars or {}), code_dir=code_dir, layer_dirs=layer_dirs,
-            region=fn.region, account=fn.account_id, key=key)
+            region=fn.region, account=fn.account_id, key=key, endpoints=endpoints)
         self._snapshots[key] = snapshot
         return snapshot
 
@@ -244,10 +273,11 @@ class LocalLambdaService:
             old_env.discard()
         if env is None:
             try:
-                env = ExecutionEnvironment(snapshot, self.root, self.data_endpoint_url or self.endpoint_url,
-                                          lambda_endpoint_url=self.endpoint_url)
+                env = ExecutionEnvironment(snapshot, self.root)
                 env.start()
             except BaseException:
+                if env is not None:  # its start failed: no process to keep, only files to delete
+                    env.discard()
                 self._release_slot(snapshot)
                 raise
             with self._lock:
@@ -342,11 +372,15 @@ class LocalLambdaService:
         fn = self.moto_function(function_name, qualifier, region)
         snapshot = self.snapshot(fn)
         started = []
-        for _ in range(count):
-            env = ExecutionEnvironment(snapshot, self.root, self.data_endpoint_url or self.endpoint_url,
-                                      init_type="provisioned-concurrency", lambda_endpoint_url=self.endpoint_url)
-            env.start()
-            started.append(env)
+        try:
+            for _ in range(count):
+                env = ExecutionEnvironment(snapshot, self.root, init_type="provisioned-concurrency")
+                started.append(env)
+                env.start()
+        except BaseException:  # one failed to start: stop the ones already running too
+            for env in started:
+                env.discard()
+            raise
         ready = 0
         for env in started:
             if env.wait_ready() is None:
@@ -372,6 +406,37 @@ class LocalLambdaService:
                         env.provisioned = False
 
     # -- invoking ---------------------------------------------------------------------------------
+    # -- reserved concurrency: the unreserved minimum, scaled ----------------------------------------
+    @property
+    def unreserved_minimum(self) -> int:
+        """Concurrency no reservation may take: AWS's 100 of 1,000 (10 %), scaled to ``concurrency_limit``.
+
+        Introduced in notebook 03. With the local account limit of 10, one execution stays
+        unreserved, so reservations may total 9 at most.
+        """
+        return max(1, -(-self.concurrency_limit * AWS_UNRESERVED_MINIMUM // AWS_ACCOUNT_CONCURRENCY))
+
+    def reserved_total(self, region: str | None = None, excluding: str | None = None) -> int:
+        """Reserved concurrency of all functions of ``region``, leaving out function ``excluding``."""
+        lambda_backends, DEFAULT_ACCOUNT_ID = moto_compat.lambda_backends, moto_compat.DEFAULT_ACCOUNT_ID
+        total = 0
+        for fn in lambda_backends[DEFAULT_ACCOUNT_ID][region or DEFAULT_REGION].list_functions():
+            if fn.function_name != excluding:
+                total += _int_or_none(getattr(fn, "reserved_concurrency", None)) or 0
+        return total
+
+    def check_reservation(self, function_name: str, reserved: int, region: str | None = None) -> None:
+        """Refuse, as AWS does, a reservation that leaves less than :attr:`unreserved_minimum` unreserved."""
+        name = self.moto_function(function_name, None, region).function_name
+        unreserved = self.concurrency_limit - self.reserved_total(region, excluding=name) - reserved
+        if unreserved < self.unreserved_minimum:
+            raise InvalidParameterValue(
+                "Specified ReservedConcurrentExecutions for function decreases account's "
+                f"UnreservedConcurrentExecution below its minimum value of [{self.unreserved_minimum}]. "
+                f"(The local Lambda service scales AWS's minimum of {AWS_UNRESERVED_MINIMUM} unreserved out of "
+                f"{AWS_ACCOUNT_CONCURRENCY:,} to {self.unreserved_minimum} out of its account limit of "
+                f"{self.concurrency_limit}.)")
+
     def invoke(self, function_name: str, payload: bytes | str | dict | None = None, *, qualifier: str | None = None,
                region: str | None = None, client_context: str | None = None,
                request_id: str | None = None) -> InvokeOutcome:
@@ -386,7 +451,7 @@ class LocalLambdaService:
         snapshot = self.snapshot(fn)
         reserved = _int_or_none(getattr(fn, "reserved_concurrency", None))
         request_id = request_id or new_request_id()
-        for _ in range(3):
+        for _ in range(ATTEMPTS_ON_DEAD_ENVIRONMENTS):
             env, pool = self._acquire(snapshot, reserved)
             try:
                 outcome = env.invoke(payload, request_id, client_context)
@@ -397,6 +462,10 @@ class LocalLambdaService:
                 self._release(env, pool)
             if not outcome.retry_elsewhere:
                 break
+        else:  # never ran: a service failure, not a successful invoke with an empty answer
+            raise LambdaServiceError(
+                f"The AWS Lambda service encountered an internal error: {ATTEMPTS_ON_DEAD_ENVIRONMENTS} execution "
+                "environments in a row exited before they could take the event.", Type="Service")
         self._history[snapshot.name].append(outcome.record())
         self._ship_logs(snapshot, env, outcome)
         return outcome
@@ -438,8 +507,7 @@ class LocalLambdaService:
         if not batch:
             return
         try:
-            from moto.logs.models import logs_backends
-
+            logs_backends = moto_compat.logs_backends
             for account, region, group, stream, stamp, log in batch:
                 backend = logs_backends[account][region]
                 if group not in backend.groups:
@@ -458,7 +526,10 @@ class LocalLambdaService:
 
     # -- clients to the emulator, for destinations and pollers ---------------------------------------
     def client(self, service: str, region: str | None = None):
-        key = (service, region or DEFAULT_REGION)
+        """A boto3 client for DLQs, destinations and pollers, at the current endpoint configuration."""
+        variables = self.endpoint_variables()
+        endpoint = variables.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}", variables.get("AWS_ENDPOINT_URL"))
+        key = (service, region or DEFAULT_REGION, endpoint)
         client = self._clients.get(key)
         if client is None:
             with self._clients_lock:
@@ -469,7 +540,7 @@ class LocalLambdaService:
 
                     client = boto3.session.Session().client(
                         service, region_name=key[1],
-                        endpoint_url=self.endpoint_url if service == "lambda" else (self.data_endpoint_url or self.endpoint_url),
+                        endpoint_url=endpoint,
                         aws_access_key_id="test", aws_secret_access_key="test",
                         config=Config(retries={"mode": "standard", "total_max_attempts": 2}, read_timeout=70))
                     self._clients[key] = client

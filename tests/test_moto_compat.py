@@ -1,0 +1,175 @@
+"""moto's internals in one place (issue 14): what a moto upgrade must keep, and who imports what."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import re
+import tomllib
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+import cloudlab
+from cloudlab.backend import local_services, moto_compat
+from cloudlab.backend.embedded import EmbeddedServer
+from cloudlab.lambda_service import zip_code
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "shared" / "cloudlab"
+
+
+def test_every_moto_internal_cloudlab_relies_on_is_still_there_with_its_shape():
+    problems = moto_compat.problems()
+    assert not problems, "a moto upgrade moved or changed internals cloudlab uses:\n" + "\n".join(problems)
+
+
+def test_a_moved_internal_is_named_in_the_failure(monkeypatch):
+    from moto.core import utils
+    from moto.awslambda.models import LambdaFunction
+
+    monkeypatch.delattr(utils, "method_names_from_class")
+    monkeypatch.setattr(LambdaFunction, "invoke", lambda self, body: None)
+    problems = "\n".join(moto_compat.problems())
+    assert "moto internal moto.core.utils:method_names_from_class (used by memoize_pure_helpers) is gone" in problems
+    assert "moto.awslambda.models:LambdaFunction.invoke (used by replace_lambda_invoke) takes ('self', 'body')" in problems
+
+
+def test_another_moto_version_is_refused_at_start_naming_what_changed(monkeypatch):
+    from moto.core import utils
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9")
+    moto_compat.check_installed_version()  # another version whose internals all still fit: fine
+    monkeypatch.delattr(utils, "camelcase_to_underscores")
+    with pytest.raises(moto_compat.MotoChanged, match=r"(?s)needs moto==5\.2\.5 \(found 9\.9\.9.*"
+                                                     r"moto\.core\.utils:camelcase_to_underscores"):
+        moto_compat.check_installed_version()
+
+
+def test_instance_attributes_cloudlab_reads_are_on_live_moto_objects():
+    cloudlab.use_backend()
+    iam, lam, logs = boto3.client("iam"), boto3.client("lambda"), boto3.client("logs")
+    name = f"compat-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=name)
+    key_id = iam.create_access_key(UserName=name)["AccessKey"]["AccessKeyId"]
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                               "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
+                        Code={"ZipFile": zip_code("def handler(event, context):\n    return 1\n")})
+    logs.create_log_group(logGroupName=f"/aws/lambda/{name}")
+    try:
+        account = moto_compat.DEFAULT_ACCOUNT_ID
+        iam_backend = moto_compat.iam_backends[account]["global"]
+        user = iam_backend.users[name]
+        objects = {
+            "moto.iam.models:IAMBackend": iam_backend,
+            "moto.iam.models:User": user,
+            "moto.iam.models:AccessKey": next(k for k in user.access_keys if k.access_key_id == key_id),
+            "moto.awslambda.models:LambdaFunction": moto_compat.lambda_backends[account]["us-east-1"].get_function(name),
+            "moto.logs.models:LogGroup": moto_compat.logs_backends[account]["us-east-1"].groups[f"/aws/lambda/{name}"],
+        }
+        problems = moto_compat.instance_problems(objects)
+        assert not problems, "\n".join(problems)
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
+def test_patches_are_applied_once_the_embedded_server_runs():
+    cloudlab.use_backend()
+    assert set(moto_compat.applied()) == {
+        "moto.core.utils:camelcase_to_underscores", "moto.core.utils:method_names_from_class",
+        "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action",
+        "moto.awslambda.models:LambdaFunction.invoke"}
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.utils import camelcase_to_underscores
+
+    original = moto_compat.original(
+        "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action")
+    assert ActionAuthenticatorMixin._authenticate_and_authorize_action is not original
+    assert original.__module__ == "moto.core.authorization"
+    assert camelcase_to_underscores("VisibilityTimeout") == "visibility_timeout"  # the cached copy still answers
+
+
+def test_moto_is_pinned_exactly_and_the_pin_is_the_one_checked_here():
+    pins = [dep for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+            if dep.startswith("moto")]
+    assert pins == [f"moto[server]=={moto_compat.MOTO_VERSION}"]
+    assert f"moto[server]=={moto_compat.MOTO_VERSION}" in (ROOT / "environment.yml").read_text()
+    assert importlib.metadata.version("moto") == moto_compat.MOTO_VERSION
+
+
+def _imports(path: Path) -> list[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved, any depth)."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    package = package.removesuffix(".__init__")
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                anchor = ".".join(parts[:len(parts) - node.level + 1])
+                base = f"{anchor}.{base}" if base else anchor
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_only_moto_compat_imports_moto():
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "moto_compat.py" or "_watchdog" in path.parts:
+            continue
+        moto = [name for name in _imports(path) if name == "moto" or name.startswith("moto.")]
+        if moto:
+            offenders[str(path.relative_to(PACKAGE))] = moto
+    assert not offenders, f"go through cloudlab.backend.moto_compat instead: {offenders}"
+
+
+def test_the_backend_never_imports_the_lambda_service():
+    upward = {}
+    for path in sorted((PACKAGE / "backend").glob("*.py")):
+        found = [name for name in _imports(path) if re.match(r"cloudlab\.lambda_service(\.|$)", name)]
+        if found:
+            upward[path.name] = found
+    assert not upward, f"backend modules import cloudlab.lambda_service: {upward}"
+    # ...and the resolver does see such an import when there is one:
+    assert "cloudlab.lambda_service" in _imports(PACKAGE / "__init__.py")
+
+
+def test_an_embedded_server_brings_lambda_up_through_the_hooks_and_takes_it_down():
+    server = EmbeddedServer().start()
+    try:
+        assert "lambda" in local_services.SERVICE_OVERRIDES
+        lam = boto3.client("lambda", endpoint_url=server.url, region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
+        assert "Functions" in lam.list_functions()
+    finally:
+        server.stop()
+    from cloudlab import lambda_service
+
+    if not lambda_service._servers:  # no other server of this test session still running
+        assert "lambda" not in local_services.SERVICE_OVERRIDES
+
+
+def test_shared_wire_facts_are_defined_once_in_aws_protocol():
+    homes: dict[str, list[str]] = {"DEFAULT_REGION": [], "reason phrases": [], "credential-scope regex": []}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign):
+                names = [target.id for target in node.targets if isinstance(target, ast.Name)]
+                if "DEFAULT_REGION" in names:
+                    homes["DEFAULT_REGION"].append(path.name)
+                if any("REASONS" in name for name in names):
+                    homes["reason phrases"].append(path.name)
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "compile" and node.args
+                    and isinstance(node.args[0], ast.Constant) and "Credential=" in str(node.args[0].value)):
+                homes["credential-scope regex"].append(path.name)
+    assert homes == {name: ["aws_protocol.py"] for name in homes}, homes
