@@ -1,8 +1,8 @@
 """Shared fixtures: every test gets its own environment and never attaches to a served emulator.
 
 Each test also leaves the process as it found it: environment variables, boto3's default
-session, the backend ``use_backend()`` chose, and the tunable settings of the process-wide
-Lambda service. And no unit test can hang the suite: each has a time limit (pytest-timeout).
+session, the backend ``use_backend()`` chose (and the data endpoint it set for locally served
+code), and the tunable settings of the process-wide Lambda service. And no unit test can hang the suite: each has a time limit (pytest-timeout).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ UNIT_TEST_TIME_LIMIT = 300
 TESTS = Path(__file__).resolve().parent
 
 # The LocalLambdaService attributes tests (and use_backend) may change; reset after each test.
-SERVICE_SETTINGS = ("idle_seconds", "concurrency_limit", "max_environments", "async_retry_delays",
-                    "data_endpoint_url")
+SERVICE_SETTINGS = ("idle_seconds", "concurrency_limit", "max_environments", "async_retry_delays")
 _as_created: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -81,14 +80,17 @@ def isolated_environment(monkeypatch, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def restored_module_state():
-    """The backend use_backend() chose, and the Lambda service's settings, as before the test."""
+    """The backend use_backend() chose, where locally served code finds data services, and the
+    Lambda service's settings, as before the test."""
     from cloudlab import backend
+    from cloudlab.backend import local_services
 
-    chosen = backend._current["backend"]
+    chosen, data_endpoint = backend._current["backend"], local_services.data_endpoint()
     service = _current_service()
     before = {name: getattr(service, name) for name in SERVICE_SETTINGS} if service is not None else None
     yield
     backend._current["backend"] = chosen
+    local_services.set_data_endpoint(data_endpoint)
     now = _current_service()
     if now is not None:
         settings = before if now is service else _as_created.get(now)
