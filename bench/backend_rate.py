@@ -3,7 +3,8 @@
 Each server runs in a process of its own (so moto's stock server is measured as shipped,
 without cloudlab's caches), one after the other, alternating, with the same client loop in
 this process (SQS send + receive + delete, one thread, as in
-``docs/emulators.md``). Prints calls per second and the ratio. Target: >= 2.
+``docs/emulators.md``). Prints calls per second and the ratio (target: >= 2), and the CPU
+time each server spends per call, read from /proc, which a busy machine hardly changes.
 
     make bench        # or: .venv/bin/python bench/backend_rate.py [--seconds 3]
 """
@@ -58,7 +59,19 @@ def start_server(kind: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"{kind} server did not start")
 
 
-def calls_per_second(endpoint: str, seconds: float) -> float:
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc; None off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def calls_per_second(endpoint: str, seconds: float, server_pid: int) -> tuple[float, float | None]:
+    """(calls per second, server CPU microseconds per call). On a busy machine the rate drops
+    for both servers; the CPU each server spends per call hardly does."""
     sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
                        aws_access_key_id="test", aws_secret_access_key="test")
     queue_url = sqs.create_queue(QueueName=f"bench-{int(time.time() * 1000)}")["QueueUrl"]
@@ -66,14 +79,17 @@ def calls_per_second(endpoint: str, seconds: float) -> float:
         sqs.send_message(QueueUrl=queue_url, MessageBody="warm-up")
         for message in sqs.receive_message(QueueUrl=queue_url).get("Messages", []):
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu_before = 0, time.perf_counter(), cpu_seconds(server_pid)
     while time.perf_counter() - start < seconds:
         sqs.send_message(QueueUrl=queue_url, MessageBody="x" * 100)
         messages = sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
         for message in messages:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         calls += 2 + len(messages)
-    return calls / (time.perf_counter() - start)
+    rate = calls / (time.perf_counter() - start)
+    cpu_after = cpu_seconds(server_pid)
+    cpu_per_call = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / calls * 1e6
+    return rate, cpu_per_call
 
 
 def main() -> None:
@@ -84,18 +100,27 @@ def main() -> None:
 
     names = {"stock": "stock ThreadedMotoServer", "embedded": "cloudlab embedded"}
     rates: dict[str, list[float]] = {kind: [] for kind in names}
+    cpu: dict[str, list[float]] = {kind: [] for kind in names}
     for _ in range(args.rounds):  # alternate so drift on a noisy machine hits both
         for kind in names:
             process, url = start_server(kind)
             try:
-                rates[kind].append(calls_per_second(url, args.seconds))
+                rate, cpu_per_call = calls_per_second(url, args.seconds, process.pid)
+                rates[kind].append(rate)
+                if cpu_per_call is not None:
+                    cpu[kind].append(cpu_per_call)
             finally:
                 process.terminate()
                 process.wait(timeout=10)
-            print(f"{names[kind]:26s} {rates[kind][-1]:7.1f} calls/s")
+            server_cpu = f", server CPU {cpu[kind][-1]:6.0f} us/call" if cpu[kind] else ""
+            print(f"{names[kind]:26s} {rates[kind][-1]:7.1f} calls/s{server_cpu}")
     stock, ours = (sorted(rates[k])[len(rates[k]) // 2] for k in ("stock", "embedded"))
     print(f"\nmedian of {args.rounds} rounds: stock {stock:.1f} calls/s, embedded {ours:.1f} calls/s")
     print(f"embedded / stock request-rate ratio: {ours / stock:.2f}x (target >= 2x)")
+    if all(len(cpu[k]) == args.rounds for k in names):
+        stock_cpu, our_cpu = (sorted(cpu[k])[len(cpu[k]) // 2] for k in ("stock", "embedded"))
+        print(f"server CPU per call (median; hardly moved by other load): stock {stock_cpu:.0f} us, "
+              f"embedded {our_cpu:.0f} us, stock / embedded {stock_cpu / our_cpu:.2f}x")
     startup = []
     for _ in range(5):
         started = time.perf_counter()

@@ -188,16 +188,14 @@ def test_served_emulator_is_shared_by_every_kernel(tmp_path):
     assert not (tmp_path / "serve.json").exists()
 
 
-def test_embedded_server_survives_garbage_and_keeps_connections_alive():
+def test_embedded_server_keeps_connections_alive():
+    # Malformed requests, each checked for its error and for nothing stored: test_http_hardening.py.
     server = EmbeddedServer().start()
     try:
-        with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-            sock.recv(1024)
         s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
                           aws_access_key_id="t", aws_secret_access_key="t")
-        s3.create_bucket(Bucket="test-garbage")
-        assert s3.head_bucket(Bucket="test-garbage")["ResponseMetadata"]["HTTPStatusCode"] == 200
+        s3.create_bucket(Bucket="test-keep-alive")
+        assert s3.head_bucket(Bucket="test-keep-alive")["ResponseMetadata"]["HTTPStatusCode"] == 200
         # Two requests on one connection: the server must answer both (HTTP/1.1 keep-alive).
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             request = b"GET /_cloudlab/health HTTP/1.1\r\nHost: x\r\n\r\n"

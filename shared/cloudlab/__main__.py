@@ -1,4 +1,5 @@
-"""Command line: ``python -m cloudlab doctor | backend serve | backend wait | labs build | labs check | grade``."""
+"""Command line: ``python -m cloudlab doctor | backend serve | backend wait | labs build | labs check | grade |
+conformance``."""
 
 from __future__ import annotations
 
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (at most one per core helps)")
     grade.add_argument("--case-timeout", type=float, default=None, help="seconds allowed per test case (default 60)")
     grade.set_defaults(run=_grade)
+
+    from .conformance import cli as conformance
+
+    conformance.add_parser(commands)
 
     args = parser.parse_args(argv)
     return args.run(args) or 0

@@ -11,7 +11,9 @@ Backends, chosen by ``CLOUDLAB_BACKEND``:
   ``CLOUDLAB_ENDPOINT`` if set, else to a ``python -m cloudlab backend serve`` server if
   one is running, else starts one inside this process.
 - ``localstack``: a running LocalStack at ``AWS_ENDPOINT_URL`` or ``LOCALSTACK_HOST``
-  (default ``localhost:4566``), checked through its health endpoint.
+  (default ``localhost:4566``), checked through its health endpoint. Lambda, IAM, DynamoDB
+  and CloudWatch Logs still come from an embedded emulator in this process
+  (``AWS_ENDPOINT_URL_<SERVICE>``), because LocalStack's free edition cannot serve them here.
 - ``aws``: real AWS, only with ``CLOUDLAB_ALLOW_REAL_AWS=yes``.
 """
 
@@ -29,6 +31,12 @@ from .aws_protocol import DEFAULT_REGION
 from .embedded import HEALTH_PATH, EmbeddedServer, wait_until_healthy
 from .guard import REAL_AWS_OPT_IN, RealAWSBlocked
 
+# Under CLOUDLAB_BACKEND=localstack these come from the embedded emulator, in the kernel and in
+# Lambda environments: Lambda (LocalStack runs it only in Docker), IAM (where CreateFunction
+# finds the execution role), DynamoDB (LocalStack's is Amazon's DynamoDB Local: Java, a vendor
+# licence, downloaded at first use) and CloudWatch Logs (where the local Lambda service writes).
+EMBEDDED_UNDER_LOCALSTACK = ("AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL_IAM",
+                             "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_LOGS")
 BACKENDS = ("embedded", "localstack", "aws")
 _CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                          "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
@@ -100,8 +108,8 @@ def _point_boto3_at(endpoint: str | None, region: str, dummy_credentials: bool,
         os.environ["CLOUDLAB_ENDPOINT"] = embedded_endpoint
     else:
         os.environ.pop("CLOUDLAB_ENDPOINT", None)
-    # Lambda, and the IAM roles it checks, are served apart from LocalStack (see _localstack).
-    for variable in ("AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL_IAM"):
+    # Services served apart from LocalStack, by the embedded emulator (see _localstack).
+    for variable in EMBEDDED_UNDER_LOCALSTACK:
         if lambda_endpoint:
             os.environ[variable] = lambda_endpoint
         else:
@@ -132,11 +140,23 @@ def _embedded() -> Backend:
     return Backend("embedded", server.url, started_here=True)
 
 
+def localstack_endpoint() -> str:
+    """LocalStack's URL as LocalStack's own tools find it: ``AWS_ENDPOINT_URL`` if set, else
+    ``LOCALSTACK_HOST`` (default ``localhost:4566``), through ``localstack_client`` (the
+    resolution ``localstack_client.session`` uses, so both agree)."""
+    host = os.environ.get("LOCALSTACK_HOST", "")
+    if "://" in host and not os.environ.get("AWS_ENDPOINT_URL"):
+        return host.rstrip("/")  # a URL where localstack_client expects host:port; accept it
+    from localstack_client.config import get_service_endpoint
+
+    try:
+        return get_service_endpoint("s3").rstrip("/")
+    except RuntimeError as error:  # localstack_client's words for a malformed LOCALSTACK_HOST
+        raise BackendError(f"LOCALSTACK_HOST={host!r}: {error}") from None
+
+
 def _localstack() -> Backend:
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    if not endpoint:
-        host = os.environ.get("LOCALSTACK_HOST", "localhost:4566")
-        endpoint = host if "://" in host else f"http://{host}"
+    endpoint = localstack_endpoint()
     if not guard.is_loopback(endpoint):
         raise BackendError(f"LocalStack at {endpoint} is not on this machine; run it locally (-p 127.0.0.1:4566:4566)")
     try:
@@ -144,14 +164,16 @@ def _localstack() -> Backend:
     except (OSError, ValueError) as error:
         raise BackendError(
             f"No LocalStack answers at {endpoint} ({error}). Start one, then re-run this cell:\n"
-            "  docker run --rm -p 127.0.0.1:4566:4566 localstack/localstack:4.14   # tags up to 4.14 need no token\n"
+            "  docker run --rm -p 127.0.0.1:4566:4566 -e S3_SKIP_SIGNATURE_VALIDATION=0 localstack/localstack:4.14   # tags up to 4.14 need no token\n"
+            "  or, without Docker: .ci/localstack.sh install && .ci/localstack.sh run make lab   (README, section LocalStack)\n"
             "  or, with a free account: docker run --rm -e LOCALSTACK_AUTH_TOKEN=... -p 127.0.0.1:4566:4566 localstack/localstack\n"
             "Or unset CLOUDLAB_BACKEND to use the embedded emulator.") from None
     endpoint = endpoint.rstrip("/")
     # LocalStack runs Lambda only with Docker: functions run in cloudlab's local Lambda
     # service instead, served by an embedded emulator in this process, while their handlers
-    # (and SQS pollers) use LocalStack's S3, SQS, DynamoDB... IAM goes to the embedded
-    # emulator too, because that is where CreateFunction looks for the execution role.
+    # (and SQS pollers) use LocalStack's S3, SQS, SNS... IAM goes to the embedded
+    # emulator too, because that is where CreateFunction looks for the execution role, and
+    # so does DynamoDB (EMBEDDED_UNDER_LOCALSTACK says why).
     server = _current["server"]
     if server is None:
         server = EmbeddedServer().start()

@@ -6,8 +6,10 @@ Why not moto's own ``ThreadedMotoServer``: it closes every connection and spends
 each request in Werkzeug/Flask dispatch and a per-request directory scan to find the
 service (measured: ``docs/emulators.md``). This front keeps HTTP/1.1 connections
 alive, works out the service once from the SigV4 credential scope, and hands the request
-straight to moto's response classes, the same routing ``mock_aws`` uses in-process.
-``bench/backend_rate.py`` prints the ratio against the stock server.
+straight to moto's response classes, the same routing ``mock_aws`` uses in-process. HTTP
+itself (parsing, limits, timeouts, errors for malformed requests) is ``http11.py``'s, shared
+with the Lambda Runtime API and the API Gateway front. ``bench/backend_rate.py`` prints the
+ratio against the stock server.
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ import contextlib
 import json
 import logging
 import re
-import socket
+import sys
 import threading
 import time
-import socketserver
-from http.server import ThreadingHTTPServer
+import uuid
 from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape as xml_escape
 
 from . import iam_auth, local_services, moto_compat, presign, sqs_rules
-from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL_SCOPE, DEFAULT_REGION, HTTP_REASONS as _REASONS
+from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL_SCOPE, DEFAULT_REGION
+from .http11 import HttpLimits, HttpServer, Request, RequestHeaders
 from .local_services import SERVICE_OVERRIDES
 from .moto_compat import moto_request as _moto_request, reset_all_state
 
@@ -146,89 +149,32 @@ def _error_xml(code: str, message: str) -> bytes:
     return f"<ErrorResponse><Error><Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>".encode()
 
 
-class RequestHeaders:
-    """Request headers in arrival order, looked up without regard to case."""
-
-    __slots__ = ("_items", "_lookup")
-
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
-        self._lookup = {name.lower(): value for name, value in items}
-
-    def get(self, name: str, default=None):
-        return self._lookup.get(name.lower(), default)
-
-    def items(self):
-        return list(self._items)
-
-    def __contains__(self, name: str) -> bool:
-        return name.lower() in self._lookup
+# S3 takes a single PUT of up to 5 GB. The emulator holds each request body in memory, and moto
+# copies it again, so one request is capped at 256 MiB: far above every other limit the course
+# meets (multipart parts of 8 MiB from boto3, SQS messages of 1 MiB, Lambda payloads of 6 MB),
+# and low enough that a runaway upload cannot exhaust a student's laptop. Bigger objects go up
+# in parts, as on AWS (notebook 02). The other limits are ``HttpLimits``' defaults.
+EMBEDDED_LIMITS = HttpLimits(max_body_bytes=256 * 1024 * 1024)
 
 
-_MAX_LINE = 65536
+def s3_error_document(status: int, code: str, message: str) -> tuple[int, list, bytes]:
+    """An error in S3's XML shape, for requests the HTTP layer rejects before any service sees them."""
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{xml_escape(message)}</Message>"
+            f"<RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>")
+    return status, [("Content-Type", "application/xml")], body.encode()
 
 
-class _Handler(socketserver.StreamRequestHandler):
-    """A minimal HTTP/1.1 server loop: keep-alive, 100-continue, chunked bodies.
+class EmbeddedFront:
+    """Answers one complete request: health and reset paths, presigned URLs, overrides, moto."""
 
-    ``http.server`` parses headers with the email package, which costs more than moto's
-    whole dispatch for a small SQS call; this reads them with plain ``readline``.
-    """
+    def __init__(self, dispatcher: MotoDispatcher) -> None:
+        self.dispatcher = dispatcher
 
-    dispatcher: MotoDispatcher  # set on the subclass made per server
+    def __call__(self, request: Request):
+        return self.respond(request.method, request.target, request.headers, request.body)
 
-    def setup(self) -> None:
-        super().setup()
-        # One write per response plus no Nagle: small replies leave at once (no 40 ms stalls).
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def handle(self) -> None:
-        try:
-            while self._handle_one():
-                pass
-        except (ConnectionError, TimeoutError):
-            pass
-
-    def _handle_one(self) -> bool:
-        request_line = self.rfile.readline(_MAX_LINE)
-        if not request_line:
-            return False
-        try:
-            method, target, version = request_line.decode("latin-1").split()
-        except ValueError:
-            self._write(400, {}, _error_xml("BadRequest", "malformed request line"), "GET", keep_alive=False)
-            return False
-        items = []
-        while True:
-            line = self.rfile.readline(_MAX_LINE)
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            items.append((name.strip(), value.strip()))
-        headers = RequestHeaders(items)
-        keep_alive = version == "HTTP/1.1" and headers.get("Connection", "").lower() != "close"
-        if headers.get("Expect", "").lower() == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = self._read_body(headers)
-        status, response_headers, response_body = self._respond(method, target, headers, body)
-        self._write(status, response_headers, response_body, method, keep_alive)
-        return keep_alive
-
-    def _read_body(self, headers: RequestHeaders) -> bytes:
-        if headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline(_MAX_LINE).split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(_MAX_LINE)
-        length = int(headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _respond(self, method: str, target: str, headers: RequestHeaders, body: bytes):
+    def respond(self, method: str, target: str, headers: RequestHeaders, body: bytes):
         path, _, query = target.partition("?")
         if path == HEALTH_PATH:
             return 200, {"Content-Type": "application/json"}, json.dumps({"status": "running", "backend": "embedded"})
@@ -269,30 +215,6 @@ class _Handler(socketserver.StreamRequestHandler):
             logging.getLogger("cloudlab.embedded").exception("emulator error")
             return 500, {}, _error_xml("InternalError", f"{type(error).__name__}: {error}")
 
-    def _write(self, status: int, headers: dict, body, method: str, keep_alive: bool) -> None:
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        body = body or b""
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}"]
-        for name, value in headers.items():
-            if name.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
-                lines.append(f"{name}: {value}")
-        # HEAD answers carry the length of the body they do not send (S3 needs it).
-        length = headers.get("Content-Length", headers.get("content-length")) if method == "HEAD" else None
-        lines.append(f"Content-Length: {length if length is not None else len(body)}")
-        if not keep_alive:
-            lines.append("Connection: close")
-        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-        if method != "HEAD" and status not in (204, 304):
-            payload += body
-        self.wfile.write(payload)  # one write: headers and body leave in one segment
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
 
 def _install_local_services(url: str) -> None:
     """Start cloudlab's own services ahead of moto (the local Lambda service, notebook 03)."""
@@ -307,36 +229,35 @@ class EmbeddedServer:
     'http://127.0.0.1:43211'
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host, self.port = host, port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, limits: HttpLimits = EMBEDDED_LIMITS) -> None:
+        self.host, self.port, self.limits = host, port, limits
+        self._server: HttpServer | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def _listen(self) -> HttpServer:
+        self._server = HttpServer(self.host, self.port, EmbeddedFront(MotoDispatcher()), s3_error_document,
+                                  limits=self.limits, name="cloudlab-embedded")
+        self.port = self._server.address[1]
+        return self._server
+
     def start(self) -> "EmbeddedServer":
-        handler = type("Handler", (_Handler,), {"dispatcher": MotoDispatcher()})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="cloudlab-embedded", daemon=True)
-        self._thread.start()
+        self._listen().start()
         _install_local_services(self.url)
         return self
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (``python -m cloudlab backend serve``)."""
-        handler = type("Handler", (_Handler,), {"dispatcher": MotoDispatcher()})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
+        server = self._listen()
         _install_local_services(self.url)
-        self._server.serve_forever()
+        server.serve_forever()
 
     def stop(self) -> None:
+        """Stop serving and close every connection, kept-alive ones included."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
             local_services.server_stopped(self.url)
 

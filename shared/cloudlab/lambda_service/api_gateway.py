@@ -18,6 +18,10 @@ HTTP server on 127.0.0.1 that does what a REST API with ``AWS_PROXY`` integratio
 
     front = ApiGatewayFront({"GET /items/{id}": "items-fn"}, rate_limits={"GET /items/{id}": (5, 10)}).start()
     urllib.request.urlopen(front.url + "/items/42")   # front.url ends with the stage, /prod
+
+HTTP itself is cloudlab's one HTTP layer (``backend/http11.py``, on h11): chunked bodies,
+keep-alive, limits (10 MB payloads, as API Gateway), and 400 ``{"message": ...}`` for malformed
+requests, which never reach a function.
 """
 
 from __future__ import annotations
@@ -26,15 +30,26 @@ import base64
 import json
 import math
 import re
-import socket
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from ..backend.aws_protocol import HTTP_REASONS as _REASONS
+from ..backend.http11 import HttpLimits, HttpServer, Request
 
+# API Gateway's payload limit is 10 MB (aws-facts.md, API Gateway row); fewer connections than the emulator's.
+API_GATEWAY_LIMITS = HttpLimits(max_body_bytes=10 * 1024 * 1024, max_connections=64)
+_ERROR_TYPES = {403: "MissingAuthenticationTokenException", 413: "RequestTooLongException",
+                429: "TooManyRequestsException", 502: "InternalServerErrorException", 504: "IntegrationTimeout"}
+
+
+def api_gateway_error_document(status: int, code: str, message: str) -> tuple[int, list, bytes]:
+    """A request the HTTP layer rejects, in API Gateway's JSON error shape (``{"message": ...}``)."""
+    if code == "EntityTooLarge":
+        status, message = 413, "Request Too Long"
+    headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", str(uuid.uuid4())),
+               ("x-amzn-ErrorType", _ERROR_TYPES.get(status, "BadRequestException"))]
+    return status, headers, json.dumps({"message": message}).encode()
 
 
 class TokenBucket:
@@ -90,7 +105,8 @@ class ApiGatewayFront:
 
     def __init__(self, routes: dict[str, str], *, stage: str = "prod", rate_limits: dict | None = None,
                  default_rate_limit: tuple[float, int] | None = None, port: int = 0,
-                 lambda_client=None, integration_timeout: float = 29.0) -> None:
+                 lambda_client=None, integration_timeout: float = 29.0,
+                 limits: HttpLimits = API_GATEWAY_LIMITS) -> None:
         self.routes = sorted((Route(spec, fn) for spec, fn in routes.items()),
                              key=lambda r: (r.greedy, -r.literal_segments, r.method == "ANY"))
         self.stage = stage.strip("/")
@@ -98,8 +114,9 @@ class ApiGatewayFront:
         self.default_rate_limit = default_rate_limit
         self.port = port
         self.integration_timeout = integration_timeout
+        self.limits = limits
         self._client = lambda_client
-        self._server: ThreadingHTTPServer | None = None
+        self._server: HttpServer | None = None
         self.api_id = uuid.uuid4().hex[:10]
         self.requests: list[dict] = []  # (route, status) per request, for notebooks and tests
 
@@ -117,48 +134,23 @@ class ApiGatewayFront:
         return self._client
 
     def start(self) -> "ApiGatewayFront":
-        front = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self):
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, *args):
-                pass
-
-            def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, headers, payload = front.handle(self.command, self.path, self.headers, body,
-                                                        self.client_address[0])
-                lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}"]
-                names = set()
-                for name, value in headers:
-                    names.add(name.lower())
-                    lines.append(f"{name}: {value}")
-                if "content-type" not in names:
-                    lines.append("Content-Type: application/json")
-                lines.append(f"Content-Length: {len(payload)}")
-                self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + payload)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self._server = Server(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="cloudlab-api-gateway", daemon=True).start()
+        self._server = HttpServer("127.0.0.1", self.port, self._serve, api_gateway_error_document,
+                                  limits=self.limits, name="cloudlab-api-gateway")
+        self.port = self._server.address[1]
+        self._server.start()
         return self
 
+    def _serve(self, request: Request):
+        status, headers, payload = self.handle(request.method, request.target, request.headers, request.body,
+                                               request.client[0])
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            headers = headers + [("Content-Type", "application/json")]
+        return status, headers, payload
+
     def stop(self) -> None:
+        """Stop serving and close every connection, kept-alive ones included."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> "ApiGatewayFront":
@@ -212,8 +204,7 @@ class ApiGatewayFront:
         self.requests.append({"route": route.key if route else None, "status": status})
         headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", str(uuid.uuid4()))] + (extra or [])
         if status in (403, 429, 502, 504):
-            headers.append(("x-amzn-ErrorType", {403: "MissingAuthenticationTokenException", 429: "TooManyRequestsException",
-                                                 502: "InternalServerErrorException", 504: "IntegrationTimeout"}[status]))
+            headers.append(("x-amzn-ErrorType", _ERROR_TYPES[status]))
         return status, headers, json.dumps(document).encode()
 
     def _from_proxy_result(self, route, raw: bytes):

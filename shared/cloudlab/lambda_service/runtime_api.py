@@ -19,23 +19,30 @@ the event, then reads the ``/response`` from the same connection and answers ``2
 runtime's following ``/next`` is read by the next invoke. A warm invoke therefore costs no
 thread hand-offs, and a dead process shows up at once as end-of-file on its connection.
 
-Every answer leaves in one ``sendall`` (headers and body together) on a ``TCP_NODELAY``
+Requests are parsed by cloudlab's one HTTP layer (``backend/http11.py``, on h11): a malformed
+or truncated request from a runtime is answered 400 in the Runtime API's JSON error shape and
+never reaches the invoke. Every answer leaves in one ``sendall`` (headers and body together) on a ``TCP_NODELAY``
 socket: a naive server that writes headers and body separately makes each warm invoke wait
 ~88 ms for Nagle's algorithm and the runtime's delayed ACK (measured: ``docs/emulators.md``).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from dataclasses import dataclass
 
-from ..backend.aws_protocol import HTTP_REASONS as _REASONS
+from ..backend.http11 import HttpConnection, HttpLimits, IdleTimeout, RequestHeaders, RequestRejected
 
 PREFIX = "/2018-06-01/runtime"
 NEXT_PATH = PREFIX + "/invocation/next"
 INIT_ERROR_PATH = PREFIX + "/init/error"
-_MAX_LINE = 65536
+
+# A response above Lambda's 6 MB synchronous limit is still read, so that the invoke reports
+# Function.ResponseSizeTooLarge as Lambda does (environment.py); only a body past twice that
+# is refused at the HTTP layer (413 RequestEntityTooLarge, as the runtime interface emulator answers).
+RUNTIME_API_LIMITS = HttpLimits(max_body_bytes=12 * 1024 * 1024)
 
 
 class RuntimeGone(Exception):
@@ -45,21 +52,29 @@ class RuntimeGone(Exception):
 @dataclass
 class RuntimeRequest:
     method: str
-    path: str
-    headers: dict[str, str]  # names lower-cased
+    path: str  # without the query string
+    headers: RequestHeaders  # looked up without regard to case
     body: bytes
+
+
+def runtime_error_document(status: int, code: str, message: str) -> tuple[int, list, bytes]:
+    """A rejected request in the Runtime API's JSON error shape."""
+    if code == "EntityTooLarge":
+        status, code = 413, "RequestEntityTooLarge"
+    body = json.dumps({"errorMessage": message, "errorType": code}).encode()
+    return status, [("Content-Type", "application/json")], body
 
 
 class RuntimeApiEndpoint:
     """One environment's Runtime API: a listening socket on 127.0.0.1 and the runtime's connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: HttpLimits = RUNTIME_API_LIMITS) -> None:
+        self.limits = limits
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(8)
         self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._connection: socket.socket | None = None
-        self._reader = None
+        self._connection: HttpConnection | None = None
         self.next_pending = False  # a GET /next has been read and waits for its event
 
     # -- connections ---------------------------------------------------------------------
@@ -73,34 +88,30 @@ class RuntimeApiEndpoint:
                 raise RuntimeGone()
             self._listener.settimeout(min(remaining, 0.05))
             try:
-                connection, _ = self._listener.accept()
+                connection, client = self._listener.accept()
             except (TimeoutError, socket.timeout):
                 continue
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._drop_connection()
-            self._connection = connection
-            self._reader = connection.makefile("rb", buffering=65536)
+            self._connection = HttpConnection(connection, self.limits, client)
             return
 
     def _drop_connection(self) -> None:
-        if self._reader is not None:
-            try:
-                self._reader.close()
-            except OSError:
-                pass
         if self._connection is not None:
             try:
                 self._connection.close()
             except OSError:
                 pass
-        self._reader = self._connection = None
+        self._connection = None
 
     def read_request(self, deadline: float, process) -> RuntimeRequest:
         """The runtime's next request, waiting at most until ``deadline`` (``time.monotonic``).
 
         A runtime opens a new connection for an init error, and may reconnect; when the current
-        connection ends while the process lives, the next connection is accepted.
-        Raises ``TimeoutError`` at the deadline and ``RuntimeGone`` when the process is gone.
+        connection ends while the process lives, the next connection is accepted. A malformed
+        request is answered 400 (413 if too large) and its connection closed; it never reaches
+        the invoke. Raises ``TimeoutError`` at the deadline and ``RuntimeGone`` when the process
+        is gone.
         """
         while True:
             if self._connection is None:
@@ -108,15 +119,21 @@ class RuntimeApiEndpoint:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("deadline passed")
-            self._connection.settimeout(remaining)
+            connection = self._connection
             try:
-                request = self._read_one()
-            except (TimeoutError, socket.timeout):
+                request = connection.read_request(
+                    wait=remaining, timeout_for=lambda default: min(default, max(0.001, deadline - time.monotonic())))
+            except IdleTimeout:
                 raise TimeoutError("deadline passed") from None
-            except (ConnectionError, OSError, ValueError):
+            except RequestRejected as rejected:
+                if rejected.code == "RequestTimeout" and time.monotonic() >= deadline:
+                    raise TimeoutError("deadline passed") from None
+                connection.send_error(*runtime_error_document(rejected.status, rejected.code, rejected.message))
+                request = None
+            except OSError:
                 request = None
             if request is not None:
-                return request
+                return RuntimeRequest(request.method, request.target.split("?", 1)[0], request.headers, request.body)
             self._drop_connection()
             # End of file: either the process is exiting, or it reconnects (init/error does).
             try:
@@ -125,48 +142,13 @@ class RuntimeApiEndpoint:
                 continue
             raise RuntimeGone()
 
-    def _read_one(self) -> RuntimeRequest | None:
-        reader = self._reader
-        line = reader.readline(_MAX_LINE)
-        if not line:
-            return None
-        method, target, _ = line.decode("latin-1").split(" ", 2)
-        headers: dict[str, str] = {}
-        while True:
-            line = reader.readline(_MAX_LINE)
-            if line in (b"\r\n", b"\n"):
-                break
-            if not line:
-                return None
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if headers.get("expect", "").lower() == "100-continue":
-            self._connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(reader.readline(_MAX_LINE).split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while reader.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(reader.read(size))
-                reader.readline(_MAX_LINE)
-            body = b"".join(chunks)
-        else:
-            length = int(headers.get("content-length") or 0)
-            body = reader.read(length) if length else b""
-        return RuntimeRequest(method, target.split("?", 1)[0], headers, body)
-
     def respond(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         """Answer the request just read: headers and body in one write."""
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}"]
-        for name, value in (headers or {}).items():
-            lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(body)}")
-        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        if self._connection is None:
+            return
         try:
-            self._connection.sendall(payload)
+            if not self._connection.send_response(status, headers or {}, body):
+                self._drop_connection()
         except OSError:
             self._drop_connection()
 

@@ -155,12 +155,15 @@ class LocalLambdaService:
 
     def endpoint_variables(self) -> dict[str, str]:
         """The endpoint configuration, as the variables boto3 reads: ``AWS_ENDPOINT_URL`` for
-        every service, ``AWS_ENDPOINT_URL_LAMBDA`` when Lambda is served apart (LocalStack).
+        every service, ``AWS_ENDPOINT_URL_LAMBDA`` when Lambda is served apart (LocalStack), and
+        the process's other ``AWS_ENDPOINT_URL_<SERVICE>`` variables.
 
         Environments are started with it and keyed by it, and the service's clients are
         cached by it: after a backend switch nothing keeps talking to the old endpoint.
         """
-        variables = {}
+        # Per-service endpoints of this process come first: under localstack, DynamoDB, IAM and
+        # Logs are the embedded emulator's (backend.EMBEDDED_UNDER_LOCALSTACK), for handlers too.
+        variables = {name: value for name, value in os.environ.items() if name.startswith("AWS_ENDPOINT_URL_")}
         data = self.data_endpoint_url or self.endpoint_url
         if data:
             variables["AWS_ENDPOINT_URL"] = data
