@@ -44,6 +44,8 @@ test: $(STAMP)  ## everything CI checks: unit tests, grader checks, nbval over n
 	[ ! -d solutions ] || $(PY) -m cloudlab labs check  # a student release has no masters
 	@$(TEST_ENV) $(PY) -m cloudlab backend serve > .cloudlab-test/serve.log 2>&1 & serve_pid=$$!; \
 	trap 'kill $$serve_pid 2>/dev/null' EXIT; \
+	$(TEST_ENV) $(PY) -m cloudlab backend wait --timeout 120 --pid $$serve_pid > /dev/null \
+	    || { echo "the emulator for the notebooks did not start; its log:" >&2; cat .cloudlab-test/serve.log >&2; exit 1; }; \
 	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider --nbval \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 \
 	    tests notebooks $(wildcard solutions)

@@ -1,10 +1,63 @@
-"""Shared fixtures: every test gets its own environment and never attaches to a served emulator."""
+"""Shared fixtures: every test gets its own environment and never attaches to a served emulator.
+
+Each test also leaves the process as it found it: environment variables, boto3's default
+session, the backend ``use_backend()`` chose (and the data endpoint it set for locally served
+code), and the tunable settings of the process-wide Lambda service. And no unit test can hang the suite: each has a time limit (pytest-timeout).
+"""
 
 from __future__ import annotations
 
 import os
+import weakref
+from pathlib import Path
 
 import pytest
+
+# Per unit test (set-up, call and tear-down), generous for a busy 2-core machine: the slowest, a
+# course lab graded with real kernels, takes about a minute there. nbval's notebook cells are
+# not affected: they have --nbval-cell-timeout.
+UNIT_TEST_TIME_LIMIT = 300
+TESTS = Path(__file__).resolve().parent
+
+# The LocalLambdaService attributes tests (and use_backend) may change; reset after each test.
+SERVICE_SETTINGS = ("idle_seconds", "concurrency_limit", "max_environments", "async_retry_delays")
+_as_created: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Give the tests under tests/ a time limit, unless --timeout, the ini option or the test's
+    own marker sets one; notebook cells collected by nbval are left alone."""
+    if not config.pluginmanager.hasplugin("timeout") or config.getoption("timeout", None) is not None \
+            or config.getini("timeout"):
+        return
+    for item in items:
+        if item.path.is_relative_to(TESTS) and item.path.suffix == ".py" and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TEST_TIME_LIMIT))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def record_service_settings_as_created():
+    """Remember each Lambda service's settings as it was built (from the environment)."""
+    from cloudlab.lambda_service import service
+
+    build = service.LocalLambdaService.__init__
+
+    def build_and_record(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        _as_created[self] = {name: getattr(self, name) for name in SERVICE_SETTINGS}
+
+    service.LocalLambdaService.__init__ = build_and_record
+    yield
+    service.LocalLambdaService.__init__ = build
+
+
+def _current_service():
+    from cloudlab.lambda_service import get_service
+
+    try:
+        return get_service()
+    except RuntimeError:
+        return None
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +73,26 @@ def isolated_environment(monkeypatch, tmp_path_factory):
     guard.allow_real_aws(False)
     os.environ.clear()
     os.environ.update(saved)
+    import boto3
+
+    boto3.DEFAULT_SESSION = None  # its clients would keep the test's endpoint and credentials
+
+
+@pytest.fixture(autouse=True)
+def restored_module_state():
+    """The backend use_backend() chose, where locally served code finds data services, and the
+    Lambda service's settings, as before the test."""
+    from cloudlab import backend
+    from cloudlab.backend import local_services
+
+    chosen, data_endpoint = backend._current["backend"], local_services.data_endpoint()
+    service = _current_service()
+    before = {name: getattr(service, name) for name in SERVICE_SETTINGS} if service is not None else None
+    yield
+    backend._current["backend"] = chosen
+    local_services.set_data_endpoint(data_endpoint)
+    now = _current_service()
+    if now is not None:
+        settings = before if now is service else _as_created.get(now)
+        for name, value in (settings or {}).items():
+            setattr(now, name, value)

@@ -19,6 +19,7 @@ import pytest
 import cloudlab
 from cloudlab.backend import Backend, BackendError, guard
 from cloudlab.backend.embedded import EmbeddedServer
+from cloudlab.backend.serve import wait_until_served
 
 
 @pytest.fixture
@@ -170,12 +171,7 @@ def test_served_emulator_is_shared_by_every_kernel(tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "cloudlab", "backend", "serve"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        state = tmp_path / "serve.json"
-        for _ in range(200):
-            if state.exists():
-                break
-            time.sleep(0.05)
-        url = json.loads(state.read_text())["url"]
+        url = wait_until_served(60, tmp_path / "serve.json", still_starting=lambda: server.poll() is None)
         attach = ("import boto3, cloudlab, sys; b = cloudlab.use_backend(); "
                   "boto3.client('s3').create_bucket(Bucket=sys.argv[1]); print(b.endpoint)")
         first = subprocess.run([sys.executable, "-c", attach, "kernel-one"], env=env, capture_output=True, text=True, check=True)

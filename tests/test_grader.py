@@ -2,7 +2,9 @@
 
 One batch of synthetic submissions of the demo lab from ``test_lab_build.py`` is graded once
 (module fixture); each test then reads the gradebook and feedback it produced. No timing
-assertions: the time limits below only keep the suite short.
+assertions: the time limits below are met only by the endless submissions. Every other cell
+finishes in well under a second, so the limits leave a tenfold margin for a busy machine
+(two kernels grading at once on two cores shared with other work).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from test_lab_build import (MAKE_BUCKET, MASTER_CELLS, MAX_POINTS, PUT_GREETING,
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE_MASTERS = sorted((REPO / "solutions").glob("*_lab.ipynb"))
+CELL_LIMIT, CASE_LIMIT, NOTEBOOK_LIMIT = 10, 8, 60  # seconds; the two endless cells cost CELL_LIMIT each
 
 
 def solved_cells():
@@ -133,8 +136,9 @@ def graded(tmp_path_factory):
     saved, tempfile.tempdir = tempfile.tempdir, str(temp)
     try:
         args = argparse.Namespace(master=str(master), submissions=[str(path) for path in paths],
-                                  out=str(folder / "out" / "grades.csv"), feedback_dir=None, timeout=20,
-                                  cell_timeout=3, case_timeout=5, jobs=2)  # two at once, as on 2 cores
+                                  out=str(folder / "out" / "grades.csv"), feedback_dir=None,
+                                  timeout=NOTEBOOK_LIMIT, cell_timeout=CELL_LIMIT, case_timeout=CASE_LIMIT,
+                                  jobs=2)  # two at once, as on 2 cores
         code = grader.main(args)
     finally:
         tempfile.tempdir = saved
@@ -184,7 +188,7 @@ def test_broken_submission_gets_what_it_earned(graded):
     row = rows["broken"]
     assert scores(row) == ("3", "0", "3", str(MAX_POINTS))
     assert "code cell 1 (`raise ValueError(\"boom\")`) raised ValueError: boom" in row["notes"]
-    assert "code cell 3 (`while True:`) did not finish in 3 s" in row["notes"]
+    assert f"code cell 3 (`while True:`) did not finish in {CELL_LIMIT} s" in row["notes"]
     text = feedback(folder, "broken")
     assert "`put_greeting` is not defined — was the cell with your solution deleted or not run?" in text
     assert "## Problems running your notebook" in text
@@ -249,8 +253,8 @@ def test_course_lab_master_full_marks_and_generated_lab_zero(master, tmp_path):
 def test_endless_function_is_stopped_per_case(graded):
     folder, rows, _ = graded
     assert scores(rows["endless"])[:3] == ("3", "0", "3")
-    assert 'code cell 6 (`check("q2_object")`) did not finish in 3 s' in rows["endless"]["notes"]
-    assert "did not finish in 5 s" in feedback(folder, "endless")
+    assert f'code cell 6 (`check("q2_object")`) did not finish in {CELL_LIMIT} s' in rows["endless"]["notes"]
+    assert f"did not finish in {CASE_LIMIT} s" in feedback(folder, "endless")
 
 
 # ---- written answers in the feedback ---------------------------------------------------------

@@ -113,29 +113,6 @@ def test_presigned_urls_carry_the_signers_permissions(setup):
     assert fetch(by_admin) == (200, b"secret")
 
 
-def test_s3_create_only_writes_have_exactly_one_winner():
-    """If-None-Match: * under a race (the embedded server serialises conditional S3 writes)."""
-    s3 = boto3.client("s3")
-    bucket = "test-conditional-race"
-    if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket=bucket)
-    run = uuid.uuid4().hex[:6]
-    for race in range(40):
-        outcomes = []
-        barrier = threading.Barrier(3)
-
-        def put(value: bytes) -> None:
-            barrier.wait()
-            outcomes.append(code(lambda: s3.put_object(Bucket=bucket, Key=f"{run}/{race}", Body=value, IfNoneMatch="*")))
-
-        threads = [threading.Thread(target=put, args=(str(n).encode(),)) for n in range(3)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert sorted(outcomes) == ["OK", "PreconditionFailed", "PreconditionFailed"], outcomes
-
-
 def test_the_global_switch_is_refused():
     """moto's /moto-api/reset-auth would turn IAM checks on for every client of a shared server."""
     backend = cloudlab.use_backend()

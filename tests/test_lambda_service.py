@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from urllib.parse import unquote_plus
 
 import boto3
@@ -239,7 +241,7 @@ def test_provisioned_concurrency_runs_init_ahead_so_the_first_invoke_is_warm(aws
     assert get_service().invocations(name)[-1]["cold"] is False
 
 
-def test_async_invoke_retries_twice_then_reaches_the_dlq_and_the_failure_destination(aws):
+def test_async_invoke_retries_twice_then_reaches_the_dlq_and_the_failure_destination(aws, monkeypatch):
     lam, function = aws
     sqs = boto3.client("sqs")
     suffix = uuid.uuid4().hex[:8]
@@ -247,7 +249,7 @@ def test_async_invoke_retries_twice_then_reaches_the_dlq_and_the_failure_destina
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     failures = sqs.create_queue(QueueName=f"onfail-{suffix}")["QueueUrl"]
     failures_arn = sqs.get_queue_attributes(QueueUrl=failures, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    get_service().async_retry_delays = (0.05, 0.1)
+    monkeypatch.setattr(get_service(), "async_retry_delays", (0.05, 0.1))  # restored after the test
     name = function("""
         def handler(event, context):
             raise RuntimeError("always fails")
@@ -390,6 +392,25 @@ def test_no_environment_outlives_the_process_that_served_it(tmp_path):
         os.kill(pid, 0)
 
 
+def first_line(process: subprocess.Popen, seconds: float, stderr_file) -> str:
+    """The first line ``process`` prints, waited for up to ``seconds``; fails with its stderr if it
+    exits or stays silent that long (a bare readline() would hang the suite)."""
+    deadline, line = time.monotonic() + seconds, b""
+    descriptor = process.stdout.fileno()
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([descriptor], [], [], remaining)[0]:
+            pytest.fail(f"the child printed no line within {seconds} s; its stderr:\n"
+                        + Path(stderr_file).read_text(errors="replace")[-3000:])
+        chunk = os.read(descriptor, 4096)
+        if not chunk:
+            process.wait(timeout=10)
+            pytest.fail(f"the child exited with code {process.returncode} before printing a line; its stderr:\n"
+                        + Path(stderr_file).read_text(errors="replace")[-3000:])
+        line += chunk
+    return line.decode().splitlines()[0]
+
+
 def test_a_busy_environment_dies_with_a_server_killed_without_cleanup(tmp_path):
     """kill -9 runs no atexit hook: the environment's watchdog pipe sees the end instead."""
     script = textwrap.dedent("""
@@ -408,13 +429,16 @@ def test_a_busy_environment_dies_with_a_server_killed_without_cleanup(tmp_path):
     """)
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CLOUDLAB_ENDPOINT"))}
     environment["CLOUDLAB_STATE_DIR"] = str(tmp_path)
-    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=environment)
+    errors = tmp_path / "server.err"
+    with open(errors, "wb") as stderr:
+        server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=stderr, env=environment)
     try:
-        pid = int(server.stdout.readline())
+        pid = int(first_line(server, 60, errors))
         os.kill(pid, 0)  # the handler is running
     finally:
         server.kill()
         server.wait()
+        server.stdout.close()
 
     def gone():
         try:

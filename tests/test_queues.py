@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 
@@ -90,17 +89,37 @@ def test_lost_delete_means_a_duplicate_delivery(aws):
     assert done == ["email-1", "email-1"] and consumer.deleted == 1
 
 
+def _received_while(sqs, url, seconds: float) -> list[str]:
+    """Bodies received from ``url`` by another consumer polling it for ``seconds`` (without deleting)."""
+    seen, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen += [m["Body"] for m in sqs.receive_message(QueueUrl=url, VisibilityTimeout=0).get("Messages", [])]
+        time.sleep(0.1)
+    return seen
+
+
 def test_heartbeat_keeps_a_long_job_invisible(aws):
+    """Received with a 1 s visibility timeout, the message stays hidden for 4 s: past the 1 s and past
+    the first extension's 3 s, so later beats did it. A beat would have to be 2.7 s late for the
+    message to show (a busy machine delays a thread by far less)."""
     sqs, _ = aws
-    url, _ = queues.create_queue(sqs, name("hb"), VisibilityTimeout=1)
+    url, _ = queues.create_queue(sqs, name("hb"))
     sqs.send_message(QueueUrl=url, MessageBody="long")
-    message = sqs.receive_message(QueueUrl=url)["Messages"][0]
-    with queues.Heartbeat(sqs, url, message["ReceiptHandle"], every=0.4, extend_to=1) as beat:
-        time.sleep(2.5)  # 2.5x the visibility timeout
-        assert sqs.receive_message(QueueUrl=url).get("Messages") is None
-    assert beat.beats >= 3
+    message = sqs.receive_message(QueueUrl=url, VisibilityTimeout=1)["Messages"][0]
+    with queues.Heartbeat(sqs, url, message["ReceiptHandle"], every=0.3, extend_to=3) as beat:
+        assert _received_while(sqs, url, 4.0) == []
+    assert beat.beats >= 2
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     assert queues.queue_counts(sqs, url) == {"visible": 0, "in_flight": 0, "delayed": 0}
+
+
+def test_control_without_a_heartbeat_the_message_shows_again(aws):
+    """The test above can fail: the same watch sees the message once nothing extends it."""
+    sqs, _ = aws
+    url, _ = queues.create_queue(sqs, name("hb-control"))
+    sqs.send_message(QueueUrl=url, MessageBody="long")
+    sqs.receive_message(QueueUrl=url, VisibilityTimeout=1)
+    assert "long" in queues.wait_until(lambda: _received_while(sqs, url, 0.5), timeout=30)
 
 
 def test_buffering_run_absorbs_a_spike_and_drains(aws):
@@ -118,11 +137,32 @@ def test_drain_time_counts_every_message(aws):
     assert seconds > 0 and queues.queue_counts(aws[0], url)["visible"] == 0
 
 
-def test_poll_for_counts_empty_receives(aws):
+class CountingSqs:
+    """An SQS client that counts receive_message calls and the empty answers among them."""
+
+    def __init__(self, sqs) -> None:
+        self.sqs, self.receives, self.empty = sqs, 0, 0
+
+    def receive_message(self, **kwargs):
+        answer = self.sqs.receive_message(**kwargs)
+        self.receives += 1
+        self.empty += not answer.get("Messages")
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self.sqs, name)
+
+
+def test_poll_for_counts_every_receive_and_deletes_what_it_gets(aws):
     sqs, _ = aws
     url, _ = queues.create_queue(sqs, name("poll"))
-    counts = queues.poll_for(sqs, url, 0.5, pause=0.05)
-    assert counts["receives"] == counts["empty"] >= 3 and counts["messages"] == 0
+    for number in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{number}")
+    counting = CountingSqs(sqs)
+    counts = queues.poll_for(counting, url, 2.0, pause=0.05)
+    assert counts == {"receives": counting.receives, "empty": counting.empty, "messages": 3}
+    assert counting.empty >= 1  # the queue was emptied well before 2 s, and polled again
+    assert queues.queue_counts(sqs, url) == {"visible": 0, "in_flight": 0, "delayed": 0}
 
 
 def test_oldest_message_age_and_topic_policy(aws):

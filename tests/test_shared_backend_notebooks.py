@@ -9,16 +9,16 @@ emulator too, which covers neighbours.)
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from cloudlab.backend.serve import wait_until_served
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -31,14 +31,11 @@ def served_emulator(tmp_path, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     server = subprocess.Popen([sys.executable, "-m", "cloudlab", "backend", "serve"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "serve.json"
-    for _ in range(200):
-        if state.exists():
-            break
-        time.sleep(0.05)
-    yield json.loads(state.read_text())["url"]
-    server.terminate()
-    server.wait(timeout=10)
+    try:
+        yield wait_until_served(60, tmp_path / "serve.json", still_starting=lambda: server.poll() is None)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no lecture notebooks yet")

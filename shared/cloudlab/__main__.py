@@ -1,4 +1,5 @@
-"""Command line: ``python -m cloudlab doctor | backend serve | labs build | labs check | grade | conformance``."""
+"""Command line: ``python -m cloudlab doctor | backend serve | backend wait | labs build | labs check | grade |
+conformance``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ def _serve(args) -> int:
     from .backend import serve
 
     return serve.main(port=args.port)
+
+
+def _wait(args) -> int:
+    from .backend import serve
+
+    return serve.wait_main(args.timeout, args.pid)
 
 
 def _labs(args) -> int:
@@ -41,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     serve = backend_actions.add_parser("serve", help="keep one emulator up for a whole JupyterLab session")
     serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     serve.set_defaults(run=_serve)
+    wait = backend_actions.add_parser("wait", help="wait until a served emulator answers; print its URL")
+    wait.add_argument("--timeout", type=float, default=60, help="seconds to wait (default 60)")
+    wait.add_argument("--pid", type=int, default=None, help="the serving process: stop waiting if it exits")
+    wait.set_defaults(run=_wait)
 
     labs = commands.add_parser("labs", help="generate student labs from the masters in solutions/")
     labs.add_argument("action", choices=["build", "check"], help="build: write labs/; check: fail if labs/ is stale")

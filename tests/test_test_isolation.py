@@ -1,0 +1,43 @@
+"""conftest.py leaves the process as each test found it. The two tests of a pair run in file
+order: the first changes module-level state without undoing it, the second finds it reset."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+
+import cloudlab
+from cloudlab import backend as backend_module
+from cloudlab.backend import local_services
+from cloudlab.lambda_service import get_service
+
+CHANGED = {"async_retry_delays": (9.0, 9.0), "idle_seconds": 1.5, "concurrency_limit": 1, "max_environments": 2}
+
+
+def test_a_test_changes_module_state_and_leaves_it_changed():
+    cloudlab.use_backend()
+    service = get_service()
+    for name, value in CHANGED.items():
+        setattr(service, name, value)
+    backend_module._current["backend"] = backend_module.Backend("localstack", "http://127.0.0.1:9")
+    local_services.set_data_endpoint("http://127.0.0.1:9")
+    os.environ["CLOUDLAB_BACKEND"] = "localstack"
+    boto3.setup_default_session(region_name="eu-west-3")
+
+
+def test_the_next_test_finds_it_reset():
+    service = get_service()  # built by an earlier test of this session, at the latest the one above
+    for name, value in CHANGED.items():
+        assert getattr(service, name) != value, f"{name} leaked from the previous test"
+    assert local_services.data_endpoint() is None and service.data_endpoint_url is None
+    current = backend_module._current["backend"]
+    assert current is None or current.name == "embedded"
+    assert "CLOUDLAB_BACKEND" not in os.environ
+    assert boto3.DEFAULT_SESSION is None
+
+
+def test_unit_tests_have_a_time_limit(request):
+    from conftest import UNIT_TEST_TIME_LIMIT
+
+    assert request.node.get_closest_marker("timeout").args == (UNIT_TEST_TIME_LIMIT,)
