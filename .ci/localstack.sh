@@ -16,7 +16,9 @@ REQUIREMENTS=$ROOT/.ci/localstack-requirements.txt
 STATE=$ROOT/.cloudlab-localstack
 # Services LocalStack serves for the course; Lambda, IAM, DynamoDB and Logs come from cloudlab's
 # embedded emulator under CLOUDLAB_BACKEND=localstack (see cloudlab/backend/__init__.py).
-SERVICES=s3,sqs,sns,sts,cloudwatch,ec2,secretsmanager
+# events: notebook 04's EventBridge rule delivers to a queue in LocalStack's SQS, so the rule must
+# live in LocalStack too (moto's EventBridge could not reach that queue).
+SERVICES=s3,sqs,sns,sts,cloudwatch,ec2,secretsmanager,events
 START_TIMEOUT=${LOCALSTACK_START_TIMEOUT:-90}
 
 die() { echo "localstack.sh: $*" >&2; exit 1; }
