@@ -89,6 +89,21 @@ def test_lost_delete_means_a_duplicate_delivery(aws):
     assert done == ["email-1", "email-1"] and consumer.deleted == 1
 
 
+def test_run_until_stops_when_the_condition_holds_and_raises_at_the_deadline(aws):
+    sqs, _ = aws
+    url, _ = queues.create_queue(sqs, name("until"), VisibilityTimeout=1)
+    sqs.send_message(QueueUrl=url, MessageBody="email-2")
+    done = []
+    consumer = queues.Consumer(sqs, url, done.append, lose_delete=lambda body, n: n == 1)
+    started = time.monotonic()
+    consumer.run(seconds=10, until=lambda: consumer.deleted == 1)
+    assert done == ["email-2", "email-2"] and time.monotonic() - started < 8
+    with pytest.raises(TimeoutError):
+        consumer.run(seconds=1.5, until=lambda: consumer.deleted == 2)
+    with pytest.raises(ValueError):
+        consumer.run(until=lambda: True)
+
+
 def _received_while(sqs, url, seconds: float) -> list[str]:
     """Bodies received from ``url`` by another consumer polling it for ``seconds`` (without deleting)."""
     seen, deadline = [], time.monotonic() + seconds

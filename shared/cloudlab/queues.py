@@ -347,16 +347,30 @@ class Consumer:
         if self.timeline is not None:
             self.timeline.end(lane)
 
-    def run(self, *, seconds: float | None = None, until_idle: bool = True) -> "Consumer":
-        """Poll until an empty receive (``until_idle``) or ``seconds`` have passed, or a crash."""
+    def run(self, *, seconds: float | None = None, until_idle: bool = True,
+            until: Callable[[], object] | None = None) -> "Consumer":
+        """Poll until an empty receive (``until_idle``) or ``seconds`` have passed, or a crash.
+
+        With ``until``, poll until ``until()`` is truthy (checked after every receive) and raise
+        TimeoutError if ``seconds`` pass first: a wait for an outcome (a redelivery, a move to
+        the DLQ) that holds however late a backend's timers fire (LocalStack's tick once a
+        second), instead of a fixed polling window.
+        """
+        if until is not None and seconds is None:
+            raise ValueError("run(until=...) needs seconds=, the deadline for the condition")
         deadline = None if seconds is None else time.monotonic() + seconds
         while deadline is None or time.monotonic() < deadline:
             try:
                 got = self.poll_once()
             except ConsumerCrashed:
                 return self
-            if not got and until_idle:
+            if until is not None:
+                if until():
+                    return self
+            elif not got and until_idle:
                 return self
+        if until is not None:
+            raise TimeoutError(f"{self.name}: condition not met within {seconds} s")
         return self
 
 
