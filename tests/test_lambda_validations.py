@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 import cloudlab
 from cloudlab.lambda_service import get_service, zip_code
+from cloudlab.serverless import lambda_role
 
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=30)
 ECHO = "import os\ndef handler(event, context):\n    return {'env': os.environ.get('AWS_EXECUTION_ENV')}\n"
@@ -26,12 +27,7 @@ ECHO = "import os\ndef handler(event, context):\n    return {'env': os.environ.g
 def aws():
     cloudlab.use_backend()
     iam = boto3.client("iam")
-    try:
-        role = iam.get_role(RoleName="lambda-test-role")["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        role = iam.create_role(RoleName="lambda-test-role", AssumeRolePolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                   "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    role = lambda_role(iam, "lambda-test-role")
     lam = boto3.client("lambda", config=NO_RETRIES)
     created = []
 
