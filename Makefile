@@ -55,7 +55,7 @@ test: $(STAMP)  ## everything CI checks: unit tests, grader checks, nbval over n
 LS_STAMP := .venv-localstack/.installed-stamp
 # Notebooks that pass nbval under LocalStack (docs/localstack-notebooks.md: which cells of the
 # others differ, and why).
-LS_NOTEBOOKS := notebooks/04_sqs_semantics.ipynb
+LS_NOTEBOOKS := notebooks/01_storage_models.ipynb notebooks/03_lambda_cold_starts.ipynb notebooks/04_sqs_semantics.ipynb
 
 $(LS_STAMP): .ci/localstack-requirements.txt
 	.ci/localstack.sh install

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -17,9 +16,10 @@ import botocore.httpsession
 import pytest
 
 import cloudlab
-from cloudlab.backend import Backend, BackendError, guard
+from cloudlab.backend import BackendError, guard
 from cloudlab.backend.embedded import EmbeddedServer
 from cloudlab.backend.serve import wait_until_served
+from cloudlab.serverless import lambda_role
 
 
 @pytest.fixture
@@ -253,18 +253,11 @@ def test_clean_empties_buckets_of_more_than_one_page():
 
 
 def test_clean_deletes_the_prefixs_lambda_functions_and_their_event_source_mappings():
-    import json
-
     from cloudlab.lambda_service import zip_code
 
     backend = cloudlab.use_backend()
     lam, sqs, iam = boto3.client("lambda"), boto3.client("sqs"), boto3.client("iam")
-    try:
-        role = iam.get_role(RoleName="clean-test-role")["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        role = iam.create_role(RoleName="clean-test-role", AssumeRolePolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                   "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    role = lambda_role(iam, "clean-test-role")
     code = {"ZipFile": zip_code("def handler(event, context):\n    return 1\n")}
     for name in ("nbdd-fn", "nbee-fn"):
         lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler", Code=code)

@@ -20,12 +20,7 @@ from cloudlab.conformance.suite import DIFFERS, HOLDS, NOT_SERVED, NotServed, Ob
 # its line here and re-record (`python -m cloudlab conformance --record`, then `--readme`).
 # test_embedded_backend_keeps_the_course_claims fails as soon as a listed claim starts to hold,
 # so this list cannot outlive the fixes.
-KNOWN_DIFFERS_UNTIL_FIXED = {
-    # until the local Lambda API refuses MemorySize outside 128..10,240 MB (it checks Timeout already)
-    "lambda-memory-range",
-    # until the local Lambda API refuses reserved environment variable names (AWS_REGION, ...)
-    "lambda-reserved-variables",
-}
+KNOWN_DIFFERS_UNTIL_FIXED: set[str] = set()
 
 
 @pytest.fixture(scope="module")

@@ -367,15 +367,11 @@ def test_lambda_payloads_near_the_limits_cross_the_runtime_api():
     """Big events and answers through awslambdaric's own HTTP client (curl sends 100-continue)."""
     import cloudlab
     from cloudlab.lambda_service import zip_code
+    from cloudlab.serverless import lambda_role
 
     cloudlab.use_backend()
     iam, lam = boto3.client("iam"), boto3.client("lambda")
-    try:
-        role = iam.get_role(RoleName="http-hardening-role")["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        role = iam.create_role(RoleName="http-hardening-role", AssumeRolePolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                   "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    role = lambda_role(iam, "http-hardening-role")
     name = f"t-http-{uuid.uuid4().hex[:8]}"
     source = "def handler(event, context):\n    return 'x' * event['size'] + event.get('pad', '')[:0]\n"
     lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",

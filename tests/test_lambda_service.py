@@ -26,6 +26,7 @@ from botocore.config import Config
 
 import cloudlab
 from cloudlab.lambda_service import ApiGatewayFront, get_service, zip_code
+from cloudlab.serverless import lambda_role
 
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=30)
 
@@ -35,12 +36,7 @@ def aws():
     """The embedded backend with its local Lambda service, a role, and a name maker."""
     cloudlab.use_backend()
     iam = boto3.client("iam")
-    try:
-        role = iam.get_role(RoleName="lambda-test-role")["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        role = iam.create_role(RoleName="lambda-test-role", AssumeRolePolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                   "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    role = lambda_role(iam, "lambda-test-role")
     lam = boto3.client("lambda", config=NO_RETRIES)
     created = []
 

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 import cloudlab
 from cloudlab.lambda_service import get_service, zip_code
+from cloudlab.serverless import lambda_role
 
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=30)
 ECHO = "import os\ndef handler(event, context):\n    return {'env': os.environ.get('AWS_EXECUTION_ENV')}\n"
@@ -26,12 +27,7 @@ ECHO = "import os\ndef handler(event, context):\n    return {'env': os.environ.g
 def aws():
     cloudlab.use_backend()
     iam = boto3.client("iam")
-    try:
-        role = iam.get_role(RoleName="lambda-test-role")["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        role = iam.create_role(RoleName="lambda-test-role", AssumeRolePolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                   "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    role = lambda_role(iam, "lambda-test-role")
     lam = boto3.client("lambda", config=NO_RETRIES)
     created = []
 
@@ -69,6 +65,36 @@ def test_timeout_above_900_is_refused_on_create_and_update(aws):
     code, message, _ = refused(lambda: lam.update_function_configuration(FunctionName=name, Timeout=1000))
     assert code == "ValidationException" and "'1000' at 'timeout'" in message
     assert lam.get_function_configuration(FunctionName=name)["Timeout"] == 900
+
+
+def test_memory_outside_128_to_10240_mb_is_refused_on_create_and_update(aws):
+    lam, function = aws
+    # botocore checks the minimum itself; other SDKs and raw HTTP calls reach the service
+    unchecked = boto3.client("lambda", config=NO_RETRIES.merge(Config(parameter_validation=False)))
+    role = boto3.client("iam").get_role(RoleName="lambda-test-role")["Role"]["Arn"]
+    code, message, status = refused(lambda: unchecked.create_function(
+        FunctionName=f"t-{uuid.uuid4().hex[:10]}", Runtime="python3.12", Role=role, Handler="app.handler",
+        Code={"ZipFile": zip_code(ECHO)}, MemorySize=64))
+    assert (code, status) == ("ValidationException", 400)
+    assert message == ("1 validation error detected: Value '64' at 'memorySize' failed to satisfy constraint: "
+                       "Member must have value greater than or equal to 128")
+    name = function(MemorySize=10_240)
+    code, message, _ = refused(lambda: lam.update_function_configuration(FunctionName=name, MemorySize=10_241))
+    assert code == "ValidationException" and "less than or equal to 10240" in message
+    assert lam.get_function_configuration(FunctionName=name)["MemorySize"] == 10_240
+
+
+def test_reserved_environment_variables_are_refused_and_others_kept(aws):
+    lam, function = aws
+    code, message, status = refused(lambda: function(Environment={"Variables": {"AWS_REGION": "eu-west-1",
+                                                                                  "_HANDLER": "x", "STAGE": "dev"}}))
+    assert (code, status) == ("InvalidParameterValueException", 400)
+    assert message.endswith("Reserved keys used in this request: AWS_REGION,_HANDLER")
+    name = function(Environment={"Variables": {"STAGE": "dev", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1"}})
+    code, _, _ = refused(lambda: lam.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"AWS_LAMBDA_FUNCTION_NAME": "other"}}))
+    assert code == "InvalidParameterValueException"
+    assert lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]["STAGE"] == "dev"
 
 
 def sqs_queue(visibility: int, fifo: bool = False) -> str:

@@ -18,8 +18,10 @@ and ``UpdateFunctionCode`` (a zip that does not unzip is refused as AWS refuses 
 
 It refuses what AWS refuses, with AWS's error codes and messages (docs/aws-facts.md):
 
-- ``Timeout`` above 900 s (``CreateFunction``, ``UpdateFunctionConfiguration``): 400
-  ``ValidationException``;
+- ``Timeout`` above 900 s or ``MemorySize`` outside 128..10,240 MB (``CreateFunction``,
+  ``UpdateFunctionConfiguration``): 400 ``ValidationException``;
+- environment variables that Lambda sets itself (``AWS_REGION``, ``_HANDLER``, ...): 400
+  ``InvalidParameterValueException`` naming the reserved keys;
 - an SQS event source whose queue's visibility timeout is shorter than the function's
   timeout, ``BatchSize`` above 10 or a batching window on a FIFO queue: 400
   ``InvalidParameterValueException``;
@@ -55,6 +57,15 @@ class _Validation(LambdaServiceError):
 
 
 MAX_TIMEOUT_SECONDS = 900  # functions without a capacity provider (Lambda Managed Instances are not emulated)
+MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 10_240
+# Set by Lambda in every environment; a function's configuration may not set them (Lambda
+# Developer Guide, "Defined runtime environment variables", the reserved ones).
+RESERVED_VARIABLES = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR"})
 FIFO_MAX_BATCH_SIZE = 10
 # What an account may store (Lambda quotas); reported by GetAccountSettings, not enforced.
 _CODE_STORAGE_BYTES, _ZIPPED_BYTES, _UNZIPPED_BYTES = 80 * 1024 ** 3, 50 * 1024 ** 2, 250 * 1024 ** 2
@@ -146,18 +157,31 @@ class LambdaApi:
                 self.service.dead_letter_configs.pop((region, name), None)
 
     @staticmethod
-    def _check_timeout(document: dict) -> None:
-        timeout = document.get("Timeout")
+    def _check_configuration(document: dict) -> None:
+        """Timeout, memory and environment variables, as CreateFunction/UpdateFunctionConfiguration check them."""
+        timeout, memory = document.get("Timeout"), document.get("MemorySize")
         if isinstance(timeout, int) and timeout > MAX_TIMEOUT_SECONDS:
             raise _Validation(f"1 validation error detected: Value '{timeout}' at 'timeout' failed to satisfy "
                               f"constraint: Member must have value less than or equal to {MAX_TIMEOUT_SECONDS}")
+        if isinstance(memory, int) and not MIN_MEMORY_MB <= memory <= MAX_MEMORY_MB:
+            bound = ("greater than or equal to", MIN_MEMORY_MB) if memory < MIN_MEMORY_MB else \
+                    ("less than or equal to", MAX_MEMORY_MB)
+            raise _Validation(f"1 validation error detected: Value '{memory}' at 'memorySize' failed to satisfy "
+                              f"constraint: Member must have value {bound[0]} {bound[1]}")
+        variables = ((document.get("Environment") or {}).get("Variables") or {})
+        reserved = sorted(RESERVED_VARIABLES.intersection(variables))
+        if reserved:
+            raise _InvalidParameter(
+                "Lambda was unable to configure your environment variables because the environment variables "
+                "you have provided contains reserved keys that are currently not supported for modification. "
+                f"Reserved keys used in this request: {','.join(reserved)}")
 
     def create_function(self, region, body, **_):
         try:
             document = json.loads(body or b"{}")
         except ValueError:
             return None
-        self._check_timeout(document)
+        self._check_configuration(document)
         refused = self._check_zip(document.get("Code") or {})
         if refused:
             return refused
@@ -176,7 +200,7 @@ class LambdaApi:
             document = json.loads(body or b"{}")
         except ValueError:
             return None
-        self._check_timeout(document)
+        self._check_configuration(document)
         self._remember_dead_letter(region, _plain_name(name), document)
         return None
 
