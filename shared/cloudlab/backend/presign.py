@@ -1,7 +1,7 @@
 """SigV4 checks for presigned S3 URLs on the embedded backend.
 
 Introduced in notebook 02 (presigned uploads and downloads). moto accepts any presigned
-URL, expired, tampered or re-targeted (see ``../shared/reference/emulators.md``), which would
+URL, expired, tampered or re-targeted (see ``docs/emulators.md``), which would
 teach that presigned URLs are not a security boundary. This module verifies them the way S3
 does, from the AWS Signature Version 4 specification (query-string authentication):
 
