@@ -16,9 +16,9 @@ import uuid
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 import cloudlab
+from aws_calls import code, fetch
 
 BUCKET = "test-iam-prefix"
 
@@ -45,24 +45,6 @@ def setup():
     restricted = boto3.client("s3", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
                               config=Config(signature_version="s3v4"))
     return admin, restricted
-
-
-def code(call) -> str:
-    try:
-        call()
-    except ClientError as error:
-        return error.response["Error"]["Code"]
-    return "OK"
-
-
-def fetch(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "text/plain"} if data is not None else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 def test_allowed_inside_the_prefix_denied_outside(setup):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import urllib.error
-import urllib.request
 import uuid
 
 import boto3
@@ -20,6 +18,7 @@ from botocore.exceptions import ClientError
 
 import cloudlab
 from cloudlab.iam import assume_role_credentials, fresh_role
+from aws_calls import code, error_code, fetch
 
 BUCKET = "test-temp-credentials"
 V4 = Config(signature_version="s3v4")
@@ -63,27 +62,6 @@ def expire(access_key_id: str) -> None:
         if session.access_key_id == access_key_id:
             past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
             session.expiration = past if session.expiration.tzinfo else past.replace(tzinfo=None)
-
-
-def code(call) -> str:
-    try:
-        call()
-    except ClientError as error:
-        return error.response["Error"]["Code"]
-    return "OK"
-
-
-def fetch(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def error_code(body: bytes) -> str:
-    return body.split(b"<Code>")[1].split(b"</Code>")[0].decode()
 
 
 def test_role_credentials_get_the_roles_permissions_only(admin):
