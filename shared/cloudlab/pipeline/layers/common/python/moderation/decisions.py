@@ -25,7 +25,7 @@ SPECIFICATION
 Definitions (``t`` is the :class:`Thresholds`; every comparison is ``>=``, so a value exactly
 at a threshold counts as reaching it):
 
-- A *top-level label* is a label whose ``ParentName`` is ``""`` or absent. Only top-level
+- A *top-level label* is a label whose ``ParentName`` is ``""``, ``None`` or absent. Only top-level
   labels are used; level-2 and level-3 labels are detail for the human reviewer.
 - A top-level label is a *reject category* if its ``Name`` is in ``t.reject_categories``;
   every other top-level name (including names this module has never heard of) is a
