@@ -175,6 +175,7 @@ class EmbeddedFront:
         return self.respond(request.method, request.target, request.headers, request.body)
 
     def respond(self, method: str, target: str, headers: RequestHeaders, body: bytes):
+        started = time.perf_counter()
         answer = self._respond(method, target, headers, body)
         if request_log.LOG.active and not target.startswith("/_cloudlab/"):
             path, _, query = target.partition("?")
@@ -182,7 +183,8 @@ class EmbeddedFront:
             status, _, response_body = answer
             request_log.LOG.record(iam_auth.access_key_of(headers, query) or "anonymous", service,
                                    chaos.operation_of(service, method, path, headers, body), status, body,
-                                   response_body if isinstance(response_body, bytes) else str(response_body).encode())
+                                   response_body if isinstance(response_body, bytes) else str(response_body).encode(),
+                                   time.perf_counter() - started)
         return answer
 
     def _respond(self, method: str, target: str, headers: RequestHeaders, body: bytes):

@@ -11,7 +11,8 @@ operation, with the billing units and USD from the same price table and rules as
 Off unless started::
 
     POST   <endpoint>/_cloudlab/requests   -> start counting (from zero)
-    GET    <endpoint>/_cloudlab/requests   -> {"calls": [{"caller", "service", "operation", "calls", "errors", "units", "cost_usd"}]}
+    GET    <endpoint>/_cloudlab/requests   -> {"calls": [{"caller", "service", "operation", "calls", "errors",
+                                               "units", "cost_usd", "seconds"}]}
     DELETE <endpoint>/_cloudlab/requests   -> stop counting and forget
 
 Under ``CLOUDLAB_BACKEND=localstack`` only the services the embedded emulator serves there
@@ -43,7 +44,8 @@ class RequestLog:
             self._rows.clear()
             self.active = False
 
-    def record(self, caller: str, service: str, operation: str, status: int, request: bytes, response: bytes) -> None:
+    def record(self, caller: str, service: str, operation: str, status: int, request: bytes, response: bytes,
+               seconds: float = 0.0) -> None:
         from ..ledger import estimate
 
         details = {"request_body": request, "bytes_out": len(request), "bytes_in": len(response),
@@ -60,12 +62,13 @@ class RequestLog:
             if row is None:
                 row = self._rows[(caller, service, operation)] = {
                     "caller": caller, "service": service, "operation": operation, "calls": 0, "errors": 0,
-                    "units": defaultdict(float), "cost_usd": 0.0}
+                    "units": defaultdict(float), "cost_usd": 0.0, "seconds": 0.0}
             row["calls"] += 1
             row["errors"] += status >= 400
             for name, amount in units.items():
                 row["units"][name] += amount
             row["cost_usd"] += cost
+            row["seconds"] += seconds  # time the emulator spent answering (for the benchmark)
 
     def report(self) -> list[dict]:
         with self._lock:
