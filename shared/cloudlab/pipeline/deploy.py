@@ -906,17 +906,17 @@ def _start_api(translated: dict, resolver: Resolver, clients):
 
 
 # -- the custom model -----------------------------------------------------------------------------------
-def upload_model(stack: Stack) -> None:
-    """Train (if needed) and upload the custom model where the custom analyzer loads it
-    (``ModelBucketName`` / ``ModelKey`` outputs), through the ml helper's trainer
-    ``cloudlab.pipeline.model.train`` (``upload(bucket, key)``)."""
+def upload_model(stack: Stack) -> str:
+    """Train the custom model if needed (``cloudlab.pipeline.model.train.ensure_model``, the ml
+    helper's trainer: trains on data/moderation only when its cached file is missing or stale)
+    and upload it where the custom analyzer loads it (``ModelBucketName`` / ``ModelKey``
+    outputs). Returns the ``s3://`` URI."""
     try:
         from .model import train
     except ImportError as error:
-        raise DeployError("the custom model's trainer cloudlab.pipeline.model.train is missing "
+        raise DeployError("the custom model's trainer cloudlab.pipeline.model.train cannot be imported "
                           f"({error}); deploy(model=False) deploys without the model") from None
-    upload = getattr(train, "upload", None)
-    if upload is None:
-        raise DeployError("cloudlab.pipeline.model.train has no upload(bucket, key); deploy(model=False) "
-                          "deploys without the model")
-    upload(stack.output("ModelBucketName"), stack.output("ModelKey"))
+    path = train.ensure_model()
+    bucket, key = stack.output("ModelBucketName"), stack.output("ModelKey")
+    _clients(_backend()).data("s3").upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{key}"
