@@ -63,14 +63,14 @@ def main() -> None:
     trainings = []
     for _ in range(args.rounds):
         started = time.perf_counter()
-        model = train.train()
+        bundle = train.train()
         trainings.append(time.perf_counter() - started)
     _summary("custom model: train (features of 82 images + fit)", trainings)
-    m = model.metrics
+    m = bundle["metrics"]
     print(f"  held-out accuracy {m['test_accuracy']:.1%} on {m['test_images']} images, ROC AUC {m['test_roc_auc']:.3f}")
     features = layer_module("features")
     with tempfile.TemporaryDirectory() as folder:
-        path = train.save(model, Path(folder) / "model.joblib")
+        path = train.save(bundle, Path(folder) / "model.joblib")
         started = time.perf_counter()
         loaded = features.load_model(path)
         load_seconds = time.perf_counter() - started

@@ -39,10 +39,10 @@ def test_training_is_deterministic_fast_and_honest_about_held_out_accuracy():
     elapsed = time.perf_counter() - started
     second = train.train()
     _, X, _ = train.dataset()
-    p1 = first.predict_proba(X)
-    assert np.array_equal(p1, second.predict_proba(X))
-    assert list(first.classes_) == [0, 1]  # column 1 is "unsafe", as the custom analyzer reads it
-    metrics = first.metrics
+    p1 = first["model"].predict_proba(X)
+    assert np.array_equal(p1, second["model"].predict_proba(X))
+    assert list(first["model"].classes_) == [0, 1]
+    metrics = first["metrics"]
     assert metrics["test_images"] >= 20 and metrics["train_images"] + metrics["test_images"] == len(X)
     assert 0.75 <= metrics["test_accuracy"] <= 1.0  # a real model: better than always saying "not unsafe" (68%)
     assert metrics["test_accuracy"] <= metrics["train_accuracy"]
@@ -56,27 +56,21 @@ def test_ensure_model_trains_once_then_reuses_and_retrains_when_stale(tmp_path):
     assert train.ensure_model(path) == path and path.stat().st_mtime_ns == stamp  # reused
     path.write_bytes(b"not a model")
     train.ensure_model(path)
-    model = features.load_model(path)
-    assert model.fingerprint == train.fingerprint() and model.model_name == train.MODEL_NAME
+    bundle = features.load_model(path)
+    assert bundle["fingerprint"] == train.fingerprint() and bundle["name"] == train.MODEL_NAME
     import joblib
 
-    model.features_version = "older"
-    joblib.dump(model, path)
+    joblib.dump({**bundle, "features_version": "older"}, path)
     with pytest.raises(ValueError, match="retrain"):
         features.load_model(path)
     train.ensure_model(path)
-    assert features.load_model(path).features_version == features.FEATURES_VERSION
+    assert features.load_model(path)["features_version"] == features.FEATURES_VERSION
 
 
 def test_unsafe_probability_separates_clear_cases(tmp_path):
-    model = features.load_model(train.ensure_model(tmp_path / "m.joblib"))
-    splatter = features.unsafe_probability(model, (DATA / "holiday_snap.png").read_bytes())
-    meadow = features.unsafe_probability(model, (DATA / "graphic_violence_explosion.jpg").read_bytes())
-    # What the custom-analyzer function does with the plain joblib file gives the same number.
-    import joblib
-
-    plain = joblib.load(train.ensure_model(tmp_path / "m.joblib"))
-    assert float(plain.predict_proba([features.image_features((DATA / "holiday_snap.png").read_bytes())])[0][1]) == splatter
+    bundle = features.load_model(train.ensure_model(tmp_path / "m.joblib"))
+    splatter = features.unsafe_probability(bundle, (DATA / "holiday_snap.png").read_bytes())
+    meadow = features.unsafe_probability(bundle, (DATA / "graphic_violence_explosion.jpg").read_bytes())
     assert 0.0 <= meadow < 0.5 < splatter <= 1.0
 
 
@@ -89,3 +83,15 @@ def test_the_trainer_runs_as_a_module(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "held-out accuracy" in done.stdout and out.exists()
+
+
+def test_the_bundle_api_the_custom_analyzer_function_uses(tmp_path):
+    """``features.load_model(path)`` -> bundle; ``bundle["name"]``; ``unsafe_probability(bundle, bytes)``."""
+    bundle = features.load_model(train.ensure_model(tmp_path / "m.joblib"))
+    assert bundle["name"] == train.MODEL_NAME and bundle["features_version"] == features.FEATURES_VERSION
+    assert set(bundle["metrics"]) >= {"test_accuracy", "train_accuracy", "test_images"}
+    image = (DATA / "holiday_snap.png").read_bytes()
+    expected = float(bundle["model"].predict_proba([features.image_features(image)])[0][1])
+    assert features.unsafe_probability(bundle, image) == expected
+    with pytest.raises(features.NotAnImage):
+        features.unsafe_probability(bundle, b"GIF89a not for us")

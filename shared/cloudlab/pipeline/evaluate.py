@@ -57,17 +57,17 @@ def offline_results(data_dir: Path = model_train.DATA_DIR, model_path: Path | No
     from ..backend import moderation_standin
 
     features, results = layer_module("features"), layer_module("results")
-    model = features.load_model(model_train.ensure_model(model_path, data_dir))
+    bundle = features.load_model(model_train.ensure_model(model_path, data_dir))
     rows = []
     for row in model_train.load_labels(data_dir):
         image = (Path(data_dir) / row["filename"]).read_bytes()
         started = time.perf_counter()
         response = moderation_standin.analyze(image, min_confidence)
         middle = time.perf_counter()
-        probability = features.unsafe_probability(model, image)
+        probability = features.unsafe_probability(bundle, image)
         ended = time.perf_counter()
         rows.append({**row, "moderation_result": results.moderation_result(response),
-                     "custom_result": results.custom_result(probability, model.model_name, 0.0, False),
+                     "custom_result": results.custom_result(probability, bundle["name"], 0.0, False),
                      "moderation_ms": (middle - started) * 1000, "custom_ms": (ended - middle) * 1000})
     return rows
 

@@ -68,10 +68,8 @@ def dataset(data_dir: Path = DATA_DIR) -> tuple[list[dict], np.ndarray, np.ndarr
     return rows, X, y
 
 
-def train(data_dir: Path = DATA_DIR):
-    """Fit on the train split, score on the test split; returns the estimator, described by its
-    attributes ``model_name``, ``features_version``, ``feature_names``, ``sklearn_version``,
-    ``fingerprint`` and ``metrics`` (held-out figures)."""
+def train(data_dir: Path = DATA_DIR) -> dict:
+    """Fit on the train split, score on the test split; returns the model bundle (with ``metrics``)."""
     import sklearn
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, confusion_matrix, roc_auc_score
@@ -99,23 +97,18 @@ def train(data_dir: Path = DATA_DIR):
         "train_seconds": round(time.perf_counter() - started, 3),
     }
     features = _features()
-    # The description travels inside the pickle, so the function needs nothing but the file.
-    model.model_name = MODEL_NAME
-    model.features_version = features.FEATURES_VERSION
-    model.feature_names = list(features.FEATURE_NAMES)
-    model.sklearn_version = sklearn.__version__
-    model.fingerprint = fingerprint(data_dir)
-    model.metrics = metrics
-    return model
+    return {"model": model, "name": MODEL_NAME, "features_version": features.FEATURES_VERSION,
+            "feature_names": list(features.FEATURE_NAMES), "sklearn_version": sklearn.__version__,
+            "fingerprint": fingerprint(data_dir), "metrics": metrics}
 
 
-def save(model, path: Path) -> Path:
+def save(bundle: dict, path: Path) -> Path:
     import joblib
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + f".{os.getpid()}.partial")
-    joblib.dump(model, partial)
+    joblib.dump(bundle, partial)
     partial.replace(path)  # atomic: a concurrent reader never sees half a file
     return path
 
@@ -130,7 +123,8 @@ def ensure_model(path: Path | str | None = None, data_dir: Path = DATA_DIR) -> P
     path = Path(path) if path else default_model_path()
     if path.exists():
         try:
-            if getattr(_features().load_model(path), "fingerprint", None) == fingerprint(data_dir):
+            bundle = _features().load_model(path)
+            if bundle.get("fingerprint") == fingerprint(data_dir):
                 return path
         except Exception:  # unreadable or from another version: train a new one
             pass
@@ -142,9 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help=f"model file (default: {default_model_path()})")
     parser.add_argument("--data", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
-    model = train(args.data)
-    path = save(model, args.out or default_model_path())
-    m = model.metrics
+    bundle = train(args.data)
+    path = save(bundle, args.out or default_model_path())
+    m = bundle["metrics"]
     (tn, fp), (fn, tp) = m["test_confusion"]
     print(f"{MODEL_NAME}: trained on {m['train_images']} images in {m['train_seconds']:.2f} s -> {path}")
     print(f"held-out accuracy {m['test_accuracy']:.1%} on {m['test_images']} images "

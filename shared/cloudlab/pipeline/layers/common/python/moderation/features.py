@@ -15,11 +15,10 @@ Features (:data:`FEATURE_NAMES`, :func:`image_features`): the image is shrunk to
 
 Every value is a share of pixels or a number scaled to 0-1, so image size does not matter.
 
-The model file (written by the trainer, uploaded to S3 by the deployer) is one joblib-pickled
-scikit-learn estimator: ``predict_proba(features)[:, 1]`` is the probability of ``unsafe``
-(``classes_ == [0, 1]``). It carries its own description as attributes: ``model_name``,
-``features_version``, ``feature_names``, ``sklearn_version``, ``fingerprint`` and ``metrics``.
-Loading it unpickles code: load models only from your own bucket.
+The model file (written by the trainer, uploaded to S3 by the deployer) is a joblib bundle:
+``{"model": <scikit-learn estimator with predict_proba>, "name", "features_version",
+"feature_names", "sklearn_version", "fingerprint", "metrics"}``. Loading it unpickles code:
+load models only from your own bucket.
 """
 
 from __future__ import annotations
@@ -89,22 +88,23 @@ def image_features(image) -> np.ndarray:
     return vector
 
 
-def load_model(path):
-    """The estimator the trainer wrote (joblib), checked against this module's features."""
+def load_model(path) -> dict:
+    """The model bundle the trainer wrote (joblib), checked against this module's features."""
     import joblib
 
-    model = joblib.load(path)
-    if not hasattr(model, "predict_proba"):
-        raise ValueError(f"{path} is not a moderation model (no predict_proba)")
-    if getattr(model, "features_version", None) != FEATURES_VERSION:
-        raise ValueError(f"{path} was trained on features {getattr(model, 'features_version', None)!r}; this layer "
-                         f"computes {FEATURES_VERSION!r}: retrain (python -m cloudlab.pipeline.model.train)")
-    return model
+    bundle = joblib.load(path)
+    if not isinstance(bundle, dict) or "model" not in bundle:
+        raise ValueError(f"{path} is not a moderation model bundle")
+    if bundle.get("features_version") != FEATURES_VERSION:
+        raise ValueError(f"{path} was trained on features {bundle.get('features_version')!r}; this layer computes "
+                         f"{FEATURES_VERSION!r}: retrain (python -m cloudlab.pipeline.model.train)")
+    return bundle
 
 
-def unsafe_probability(model, image_bytes: bytes) -> float:
+def unsafe_probability(bundle: dict, image_bytes: bytes) -> float:
     """The model's probability (0-1) that the image is unsafe."""
     vector = image_features(image_bytes).reshape(1, -1)
+    model = bundle["model"]
     unsafe_column = list(model.classes_).index(1)
     return float(model.predict_proba(vector)[0, unsafe_column])
 
