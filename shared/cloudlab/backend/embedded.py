@@ -25,7 +25,7 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
-from . import iam_auth, local_services, moto_compat, presign, sqs_rules
+from . import iam_auth, local_services, moto_compat, presign, s3_website, sqs_rules
 from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL_SCOPE, DEFAULT_REGION
 from .http11 import HttpLimits, HttpServer, Request, RequestHeaders
 from .local_services import SERVICE_OVERRIDES
@@ -187,6 +187,10 @@ class EmbeddedFront:
             return 400, {"Content-Type": "application/json"}, json.dumps({"Error": (
                 "the embedded backend does not switch IAM checks on globally: requests signed with an "
                 "IAM user's access key (iam.create_access_key) are always checked against its policies")})
+        site = s3_website.match(headers.get("Host", ""), path)
+        if site is not None:  # S3 static website hosting, which moto does not serve (notebook 06)
+            bucket, key_path, root = site
+            return s3_website.respond(self._anonymous_get, method, bucket, key_path, root, headers)
         service, region = service_and_region(headers, path, query)
         presigned = service == "s3" and presign.is_presigned(query)
         if presigned:
@@ -214,6 +218,11 @@ class EmbeddedFront:
         except Exception as error:  # an emulator bug must not take the server down
             logging.getLogger("cloudlab.embedded").exception("emulator error")
             return 500, {}, _error_xml("InternalError", f"{type(error).__name__}: {error}")
+
+
+    def _anonymous_get(self, method: str, target: str, headers: RequestHeaders):
+        """An unsigned S3 REST request, answered exactly as one from outside would be."""
+        return self.respond(method, target, headers, b"")
 
 
 def _install_local_services(url: str) -> None:
