@@ -158,8 +158,18 @@ def test_a_path_with_its_own_options_route_keeps_it():
     assert len(lam.events) == 1
 
 
+def test_template_quotes_or_plain_values_mean_the_same():
+    """The template writes "'*'"; a deployer reading the translated OPTIONS method back may pass "*"."""
+    quoted = CorsConfiguration.from_sam({**PIPELINE_CORS, "MaxAge": "'600'", "AllowOrigin": "'http://a.example'",
+                                         "AllowCredentials": True})
+    plain = CorsConfiguration.from_sam({"AllowOrigin": "http://a.example", "AllowHeaders": "Content-Type",
+                                        "AllowMethods": "GET,POST,OPTIONS", "MaxAge": "600", "AllowCredentials": "true"})
+    assert quoted.preflight_headers({"GET"}) == plain.preflight_headers({"GET"})
+
+
 @pytest.mark.parametrize("cors, words", [
-    ({"AllowOrigin": "*"}, "quoted literal"),
+    ({"AllowOrigin": "'*"}, "unbalanced quotes"),
+    ({"AllowOrigin": 7}, "must be a string"),
     ({"AllowHeaders": "'Content-Type'"}, "needs AllowOrigin"),
     ({"AllowOrigin": "'*'", "AllowOrigins": "'*'"}, "unknown keys"),
     ({"AllowOrigin": "'*'", "AllowCredentials": True}, "AllowCredentials can not be true"),

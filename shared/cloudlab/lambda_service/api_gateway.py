@@ -100,9 +100,10 @@ class CorsConfiguration:
     - ``Access-Control-Allow-Credentials: true`` only when ``AllowCredentials`` is true, which
       SAM refuses together with ``AllowOrigin: "'*'"``.
 
-    Values are API Gateway "string expressions": a literal in single quotes inside the YAML
-    string (``AllowOrigin: "'*'"``). An unquoted value is refused, as API Gateway refuses it
-    ("Invalid mapping expression"). ``MaxAge`` may also be a plain integer.
+    Values are written as in the template, API Gateway "string expressions" with the literal in
+    single quotes (``AllowOrigin: "'*'"``), or already unquoted (``"*"``, what a deployer reads
+    back from the translated OPTIONS method); ``MaxAge`` may be an integer and
+    ``AllowCredentials`` a boolean or ``"true"``.
     """
 
     FIELDS = ("AllowOrigin", "AllowHeaders", "AllowMethods", "MaxAge", "AllowCredentials")
@@ -131,6 +132,8 @@ class CorsConfiguration:
         if unknown:
             raise ValueError(f"Cors has unknown keys {unknown}; SAM allows {', '.join(cls.FIELDS)}")
         credentials = setting.get("AllowCredentials", False)
+        if isinstance(credentials, str) and _string_expression("AllowCredentials", credentials) in ("true", "false"):
+            credentials = _string_expression("AllowCredentials", credentials) == "true"
         if not isinstance(credentials, bool):
             raise ValueError(f"Cors AllowCredentials must be true or false, got {credentials!r}")
         max_age = setting.get("MaxAge")
@@ -166,14 +169,16 @@ _ALL_HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def _string_expression(name: str, value) -> str | None:
-    """The literal inside an API Gateway static string expression (``"'*'"`` -> ``*``)."""
+    """The literal of a Cors value: ``"'*'"`` (the template's string expression) or ``"*"`` -> ``*``."""
     if value is None:
         return None
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == "'":
+    if not isinstance(value, str):
+        raise ValueError(f"Cors {name} must be a string such as \"'*'\" (as in a SAM template), got {value!r}")
+    if len(value) >= 2 and value[0] == value[-1] == "'":
         return value[1:-1]
-    raise ValueError(f"Cors {name} must be a quoted literal such as \"'*'\" or \"'Content-Type'\" (single quotes "
-                     f"inside the string, as in a SAM template); got {value!r}, which API Gateway would refuse as "
-                     "an invalid mapping expression")
+    if "'" in value:
+        raise ValueError(f"Cors {name} {value!r} has unbalanced quotes; write \"'value'\" as in a SAM template")
+    return value
 
 
 class Route:
