@@ -29,6 +29,7 @@ import uuid
 import xml.etree.ElementTree as ElementTree
 from urllib.parse import quote, unquote
 
+from .aws_protocol import HTTP_REASONS
 from .http11 import RequestHeaders
 
 PATH_PREFIX = "/_cloudlab/s3-website/"
@@ -36,8 +37,6 @@ PATH_PREFIX = "/_cloudlab/s3-website/"
 _WEBSITE_HOST = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]*[a-z0-9])\.s3-website(?:[.-][a-z0-9-]+)?\.localhost(?::\d+)?$")
 # Request headers an anonymous GetObject may carry over (conditional and range requests).
 _FORWARDED = ("range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "user-agent")
-_REASONS = {301: "Moved Permanently", 302: "Found", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-            501: "Not Implemented"}
 
 
 def website_url(endpoint: str, bucket: str) -> str:
@@ -146,7 +145,7 @@ def _error_code(body: bytes) -> str | None:
 def _page(status: int, code: str | None, message: str | None, *, method: str, extra: dict | None = None,
           **details) -> tuple[int, dict, bytes]:
     """S3's website error page (HTML, not the REST API's XML)."""
-    title = f"{status} {_REASONS.get(status, '')}".strip()
+    title = f"{status} {HTTP_REASONS.get(status, '')}".strip()
     items = [("Code", code), ("Message", message), *details.items(), ("RequestId", uuid.uuid4().hex[:16].upper())]
     lines = "".join(f"<li>{name}: {html.escape(str(value))}</li>\n" for name, value in items if value)
     page = f"<html>\n<head><title>{title}</title></head>\n<body>\n<h1>{title}</h1>\n<ul>\n{lines}</ul>\n<hr/>\n</body>\n</html>\n"
