@@ -165,6 +165,11 @@ def test_template_quotes_or_plain_values_mean_the_same():
     plain = CorsConfiguration.from_sam({"AllowOrigin": "http://a.example", "AllowHeaders": "Content-Type",
                                         "AllowMethods": "GET,POST,OPTIONS", "MaxAge": "600", "AllowCredentials": "true"})
     assert quoted.preflight_headers({"GET"}) == plain.preflight_headers({"GET"})
+    assert quoted.as_dict() == {"AllowOrigin": "http://a.example", "AllowHeaders": "Content-Type",
+                                "AllowMethods": "GET,POST,OPTIONS", "MaxAge": "600", "AllowCredentials": True}
+    with ApiGatewayFront({"GET /items": "fn"}, lambda_client=RecordingLambda(), cors=PIPELINE_CORS) as front:
+        assert front.cors == {"AllowOrigin": "*", "AllowHeaders": "Content-Type", "AllowMethods": "GET,POST,OPTIONS"}
+    assert ApiGatewayFront({"GET /items": "fn"}, lambda_client=RecordingLambda()).cors is None
 
 
 @pytest.mark.parametrize("cors, words", [

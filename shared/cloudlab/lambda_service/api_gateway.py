@@ -146,6 +146,13 @@ class CorsConfiguration:
                    _string_expression("AllowMethods", setting.get("AllowMethods")),
                    None if max_age is None else int(max_age), credentials)
 
+    def as_dict(self) -> dict:
+        """The setting with its values unquoted, only the keys that are set."""
+        values = {"AllowOrigin": self.allow_origin, "AllowHeaders": self.allow_headers,
+                  "AllowMethods": self.allow_methods, "MaxAge": None if self.max_age is None else str(self.max_age),
+                  "AllowCredentials": True if self.allow_credentials else None}
+        return {key: value for key, value in values.items() if value is not None}
+
     def preflight_headers(self, methods_on_path) -> list[tuple[str, str]]:
         """The MOCK ``OPTIONS`` response's headers for a path whose routes have ``methods_on_path``."""
         methods = self.allow_methods
@@ -218,8 +225,10 @@ class ApiGatewayFront:
                  limits: HttpLimits = API_GATEWAY_LIMITS, cors=None) -> None:
         declared = [Route(spec, fn) for spec, fn in routes.items()]
         # cors: None (no CORS, the default), or the template's Cors value (see CorsConfiguration).
-        self.cors = CorsConfiguration.from_sam(cors)
-        if self.cors is not None:
+        self.cors_configuration = CorsConfiguration.from_sam(cors)
+        # The setting unquoted, as a deployer reads it back: {"AllowOrigin": "*", ...} (or None).
+        self.cors = self.cors_configuration.as_dict() if self.cors_configuration else None
+        if self.cors_configuration is not None:
             # SAM adds an OPTIONS method (a MOCK, function None) to each path that lacks one.
             methods_by_path: dict[str, set[str]] = {}
             for route in declared:
@@ -304,7 +313,8 @@ class ApiGatewayFront:
                 return self._answer(route, 429, {"message": "Too Many Requests"},
                                     [("Retry-After", str(max(1, math.ceil(wait))))])
         if route.function is None:  # the CORS preflight's MOCK integration: API Gateway answers itself
-            return self._answer(route, 200, {}, self.cors.preflight_headers(self._cors_methods[route.resource]))
+            headers = self.cors_configuration.preflight_headers(self._cors_methods[route.resource])
+            return self._answer(route, 200, {}, headers)
         event = self.event(method, path, parts.query, headers, body, route, match, source_ip)
         from botocore.exceptions import ClientError, ReadTimeoutError
 

@@ -231,6 +231,38 @@ class EventSourceMappings:
         poller.start()
         return dict(config, State="Creating" if config["State"] == "Enabled" else config["State"])
 
+    def adopt(self, moto_configuration: dict, region: str) -> dict:
+        """Poll a mapping moto created (CloudFormation's ``AWS::Lambda::EventSourceMapping``,
+        notebook 06), under moto's UUID, with its ``BatchSize``, batching window and
+        ``FunctionResponseTypes``; ``moto_compat.replace_event_source_mappings`` calls this."""
+        config = {
+            "UUID": moto_configuration["UUID"],
+            "BatchSize": int(moto_configuration.get("BatchSize") or 10),
+            "MaximumBatchingWindowInSeconds": int(moto_configuration.get("MaximumBatchingWindowInSeconds") or 0),
+            "EventSourceArn": moto_configuration["EventSourceArn"],
+            "FunctionArn": moto_configuration["FunctionArn"],
+            "LastModified": time.time(),
+            "State": moto_configuration.get("State", "Enabled"),
+            "StateTransitionReason": "USER_INITIATED",
+            "FunctionResponseTypes": list(moto_configuration.get("FunctionResponseTypes") or []),
+            "LastProcessingResult": "No records processed",
+        }
+        poller = SqsPoller(self, config, region)
+        with self._lock:
+            old = self._pollers.pop(config["UUID"], None)
+            self._pollers[config["UUID"]] = poller
+        if old is not None:
+            old.stop()
+        poller.start()
+        return dict(config)
+
+    def forget(self, uuid_: str) -> None:
+        """Stop polling a mapping moto deleted (its stack was deleted); unknown ids are ignored."""
+        with self._lock:
+            poller = self._pollers.pop(uuid_, None)
+        if poller is not None:
+            poller.stop()
+
     def get(self, uuid_: str) -> dict:
         poller = self._pollers.get(uuid_)
         if poller is None:
