@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 
+from ..backend import chaos
 from ..backend.aws_protocol import DEFAULT_REGION
 
 _log = logging.getLogger("cloudlab.lambda_service")
@@ -131,8 +132,12 @@ class SqsPoller:
         service = self.mappings.service
         event = {"Records": [self._record(message) for message in messages]}
         self.batches += 1
+        payload = json.dumps(event).encode()
+        if chaos.duplicate_delivery(self.config["EventSourceArn"], payload.decode()):
+            # SQS is at-least-once: deliver this batch a second time, concurrently (chaos rule)
+            threading.Thread(target=self._deliver_again, args=(payload,), daemon=True).start()
         try:
-            outcome = service.invoke(self.config["FunctionArn"], json.dumps(event).encode(), region=self.region)
+            outcome = service.invoke(self.config["FunctionArn"], payload, region=self.region)
         except LambdaServiceError as error:  # throttled or gone: the messages come back by themselves
             self.config["LastProcessingResult"] = f"PROBLEM: {error.message}"
             self._stop.wait(0.5)
@@ -150,6 +155,13 @@ class SqsPoller:
             sqs.delete_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)])
         self.config["LastProcessingResult"] = "OK"
+
+    def _deliver_again(self, payload: bytes) -> None:
+        """A duplicate delivery: the function sees the batch again; its answer changes nothing here."""
+        try:
+            self.mappings.service.invoke(self.config["FunctionArn"], payload, region=self.region)
+        except Exception as error:
+            _log.info("duplicate delivery not invoked: %s", error)
 
     @staticmethod
     def _batch_item_failures(payload: bytes, messages: list[dict]) -> set[str]:
