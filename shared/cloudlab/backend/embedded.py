@@ -25,7 +25,7 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
-from . import iam_auth, local_services, moto_compat, presign, sqs_rules
+from . import chaos, iam_auth, local_services, moto_compat, presign, request_log, sqs_rules
 from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL_SCOPE, DEFAULT_REGION
 from .http11 import HttpLimits, HttpServer, Request, RequestHeaders
 from .local_services import SERVICE_OVERRIDES
@@ -175,12 +175,29 @@ class EmbeddedFront:
         return self.respond(request.method, request.target, request.headers, request.body)
 
     def respond(self, method: str, target: str, headers: RequestHeaders, body: bytes):
+        started = time.thread_time()  # CPU time of this thread: a long poll's wait does not count
+        answer = self._respond(method, target, headers, body)
+        if request_log.LOG.active and not target.startswith("/_cloudlab/"):
+            path, _, query = target.partition("?")
+            service, _ = service_and_region(headers, path, query)
+            status, _, response_body = answer
+            request_log.LOG.record(iam_auth.access_key_of(headers, query) or "anonymous", service,
+                                   chaos.operation_of(service, method, path, headers, body), status, body,
+                                   response_body if isinstance(response_body, bytes) else str(response_body).encode(),
+                                   time.thread_time() - started)
+        return answer
+
+    def _respond(self, method: str, target: str, headers: RequestHeaders, body: bytes):
         path, _, query = target.partition("?")
         if path == HEALTH_PATH:
             return 200, {"Content-Type": "application/json"}, json.dumps({"status": "running", "backend": "embedded"})
         if path == "/moto-api/reset" and method == "POST":
             reset_all_state()
             return 200, {"Content-Type": "application/json"}, b'{"status": "ok"}'
+        if path == chaos.PATH:  # fault rules, empty unless someone adds them (pipeline run --chaos)
+            return chaos.http_answer(method, body)
+        if path == request_log.PATH:  # server-side call counts (pipeline run), off unless started
+            return request_log.http_answer(method)
         if path == "/moto-api/reset-auth":
             # moto's global IAM switch would refuse every other notebook's calls on a shared
             # server; this backend checks IAM users' keys per request instead (iam_auth).
@@ -203,17 +220,31 @@ class EmbeddedFront:
             if refusal is not None:
                 return refusal
         url = aws_url(service, region, headers, path, query)
-        try:
-            override = SERVICE_OVERRIDES.get(service)
-            if override is not None:
-                answer = override(method, path, query, headers, body)
+        lost = None
+        if chaos.REGISTRY.active:
+            fired = chaos.REGISTRY.before(service, chaos.operation_of(service, method, path, headers, body), body)
+            if fired is not None:
+                lost, answer = fired
                 if answer is not None:
                     return answer
-            with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' and roles' keys
-                return self.dispatcher.dispatch(method, url, headers, body)
+        try:
+            if lost is not None:  # apply the request, then drop its response
+                self._answer(service, method, path, query, headers, body, url, presigned)
+                return chaos.error_answer(service, lost, lost=True)
+            return self._answer(service, method, path, query, headers, body, url, presigned)
         except Exception as error:  # an emulator bug must not take the server down
             logging.getLogger("cloudlab.embedded").exception("emulator error")
             return 500, {}, _error_xml("InternalError", f"{type(error).__name__}: {error}")
+
+    def _answer(self, service, method, path, query, headers, body, url, presigned):
+        """A local service's answer (``SERVICE_OVERRIDES``), else moto's, under IAM checks."""
+        override = SERVICE_OVERRIDES.get(service)
+        if override is not None:
+            answer = override(method, path, query, headers, body)
+            if answer is not None:
+                return answer
+        with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' and roles' keys
+            return self.dispatcher.dispatch(method, url, headers, body)
 
 
 def _install_local_services(url: str) -> None:

@@ -106,7 +106,7 @@ class ApiGatewayFront:
     def __init__(self, routes: dict[str, str], *, stage: str = "prod", rate_limits: dict | None = None,
                  default_rate_limit: tuple[float, int] | None = None, port: int = 0,
                  lambda_client=None, integration_timeout: float = 29.0,
-                 limits: HttpLimits = API_GATEWAY_LIMITS) -> None:
+                 limits: HttpLimits = API_GATEWAY_LIMITS, cors: dict | None = None) -> None:
         self.routes = sorted((Route(spec, fn) for spec, fn in routes.items()),
                              key=lambda r: (r.greedy, -r.literal_segments, r.method == "ANY"))
         self.stage = stage.strip("/")
@@ -119,6 +119,9 @@ class ApiGatewayFront:
         self._server: HttpServer | None = None
         self.api_id = uuid.uuid4().hex[:10]
         self.requests: list[dict] = []  # (route, status) per request, for notebooks and tests
+        # A SAM Api's Cors, unquoted: {"AllowOrigin": "*", "AllowHeaders": ..., "AllowMethods": ...}
+        # (cloudlab.pipeline.deploy reads it from the template).
+        self.cors = dict(cors) if cors else None
 
     @property
     def url(self) -> str:

@@ -141,9 +141,11 @@ class LocalLambdaService:
         self._log_thread: threading.Thread | None = None
         from .async_invoke import AsyncInvoker
         from .event_sources import EventSourceMappings
+        from .schedules import Scheduler
 
         self.async_invoker = AsyncInvoker(self)
         self.event_source_mappings = EventSourceMappings(self)
+        self.scheduler = Scheduler(self)  # started by install(): it reads moto in-process
         _live_services.add(self)
 
     # -- where handlers and the service's own clients send their calls ----------------------------
@@ -553,6 +555,7 @@ class LocalLambdaService:
     def shutdown(self) -> None:
         """Stop pollers and async workers and kill every environment (no orphan processes)."""
         self._stop.set()
+        self.scheduler.stop()
         self.event_source_mappings.stop_all()
         self.async_invoker.stop()
         with self._lock:

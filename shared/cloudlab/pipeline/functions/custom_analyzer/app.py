@@ -22,8 +22,9 @@ import time
 
 import boto3
 
-from moderation import joblog
+from moderation import features, joblog
 from moderation.coordination import check_and_finalize, notify_once
+from moderation.results import custom_result
 
 table = boto3.resource("dynamodb").Table(os.environ["JOBS_TABLE"])
 s3 = boto3.client("s3")
@@ -31,17 +32,15 @@ sns = boto3.client("sns")
 TOPIC_ARN = os.environ["RESULTS_TOPIC_ARN"]
 MODEL_BUCKET = os.environ.get("MODEL_BUCKET") or os.environ["UPLOAD_BUCKET"]
 MODEL_KEY = os.environ.get("MODEL_KEY", "models/moderation-model.joblib")
-_model: dict = {}  # the loaded model, kept between invocations of this environment
+_model: dict = {}  # the loaded model bundle, kept between invocations of this environment
 
 
-def load_model() -> tuple[object, dict]:
-    """The model and how it was obtained: ``{"cold", "load_ms", "source"}`` ("s3", "tmp" or "memory")."""
+def load_model() -> tuple[dict, dict]:
+    """The model bundle and how it was obtained: ``{"cold", "load_ms", "source"}`` ("s3", "tmp" or "memory")."""
     started = time.perf_counter()
-    if "model" in _model:
-        return _model["model"], {"cold": False, "load_ms": round((time.perf_counter() - started) * 1000, 3),
-                                 "source": "memory"}
-    import joblib
-
+    if "bundle" in _model:
+        return _model["bundle"], {"cold": False, "load_ms": round((time.perf_counter() - started) * 1000, 3),
+                                  "source": "memory"}
     cached = os.path.join(tempfile.gettempdir(), "moderation-model-" + MODEL_KEY.replace("/", "_"))
     source = "tmp"
     if not os.path.exists(cached):
@@ -49,22 +48,15 @@ def load_model() -> tuple[object, dict]:
         partial = f"{cached}.{os.getpid()}.part"
         s3.download_file(MODEL_BUCKET, MODEL_KEY, partial)
         os.replace(partial, cached)  # atomic: a crash mid-download never leaves half a model
-    _model["model"] = joblib.load(cached)
-    return _model["model"], {"cold": True, "load_ms": round((time.perf_counter() - started) * 1000, 3), "source": source}
-
-
-def score(model, image: bytes) -> float:
-    """The model's probability that ``image`` is unsafe."""
-    from moderation.features import image_features
-
-    return float(model.predict_proba([image_features(image)])[0][1])
+    _model["bundle"] = features.load_model(cached)
+    return _model["bundle"], {"cold": True, "load_ms": round((time.perf_counter() - started) * 1000, 3), "source": source}
 
 
 def handler(event, context):
     joblog.start_invocation("custom_analyzer", context)
     job_id = event["job_id"]
     joblog.log("analysis started", job_id, stage="custom_started")
-    model, loading = load_model()
+    bundle, loading = load_model()
     joblog.log("model ready", job_id, cold=loading["cold"], load_ms=loading["load_ms"], source=loading["source"])
     bucket, key = event.get("bucket"), event.get("key")
     if not (bucket and key):
@@ -74,12 +66,14 @@ def handler(event, context):
         bucket, key = item["bucket"], item["key"]
     image = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     started = time.perf_counter()
-    probability = score(model, image)
-    result = {"unsafe_probability": probability, "model": getattr(model, "model_name", type(model).__name__),
-              "load_ms": loading["load_ms"], "cold": loading["cold"],
-              "inference_ms": round((time.perf_counter() - started) * 1000, 3)}
-    joblog.log("custom model scored", job_id, stage="custom_done", unsafe_probability=probability,
-               cold=loading["cold"], load_ms=loading["load_ms"])
+    name = bundle.get("name", "custom-model")
+    try:
+        result = custom_result(features.unsafe_probability(bundle, image), name, loading["load_ms"], loading["cold"])
+    except features.NotAnImage as error:  # e.g. a GIF or WebP the features cannot decode: a human looks
+        result = {"error": str(error), "model": name, "load_ms": loading["load_ms"], "cold": loading["cold"]}
+    result["inference_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    joblog.log("custom model scored", job_id, stage="custom_done", unsafe_probability=result.get("unsafe_probability"),
+               error=result.get("error"), cold=loading["cold"], load_ms=loading["load_ms"])
     decision = check_and_finalize(table, job_id, "custom", result)
     if decision is not None:
         joblog.log("job finalized", job_id, stage="finalized", decision=decision, branch="custom")

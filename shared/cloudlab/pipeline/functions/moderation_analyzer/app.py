@@ -24,6 +24,7 @@ import boto3
 
 from moderation import joblog
 from moderation.coordination import check_and_finalize, notify_once
+from moderation.results import moderation_result
 
 table = boto3.resource("dynamodb").Table(os.environ["JOBS_TABLE"])
 rekognition = boto3.client("rekognition")
@@ -42,29 +43,22 @@ def image_location(event: dict) -> tuple[str, str]:
     return item["bucket"], item["key"]
 
 
-def moderation_result(response: dict) -> dict:
-    """The job's ``moderation_result`` map from a DetectModerationLabels response."""
-    labels = [{"Name": label["Name"], "ParentName": label.get("ParentName", ""),
-               "Confidence": float(label["Confidence"]), "TaxonomyLevel": int(label.get("TaxonomyLevel", 1))}
-              for label in response.get("ModerationLabels", [])]
-    top = max(labels, key=lambda label: label["Confidence"], default=None)
-    return {"labels": labels, "model_version": response.get("ModerationModelVersion", ""),
-            "max_confidence": top["Confidence"] if top else 0.0,
-            "top_category": (top["ParentName"] or top["Name"]) if top else None}
-
-
 def handler(event, context):
     joblog.start_invocation("moderation_analyzer", context)
     job_id = event["job_id"]
     joblog.log("analysis started", job_id, stage="moderation_started")
     bucket, key = image_location(event)
     started = time.perf_counter()
-    response = rekognition.detect_moderation_labels(Image={"S3Object": {"Bucket": bucket, "Name": key}},
-                                                    MinConfidence=MIN_CONFIDENCE)
-    result = moderation_result(response)
+    try:
+        response = rekognition.detect_moderation_labels(Image={"S3Object": {"Bucket": bucket, "Name": key}},
+                                                        MinConfidence=MIN_CONFIDENCE)
+        result = moderation_result(response)
+    except (rekognition.exceptions.InvalidImageFormatException, rekognition.exceptions.ImageTooLargeException) as error:
+        # Rekognition reads JPEG and PNG only: a GIF or WebP upload goes to a human (manual_review)
+        result = {"error": error.response["Error"]["Code"], "labels": [], "max_confidence": 0.0, "top_category": None}
     result["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
     joblog.log("moderation labels", job_id, stage="moderation_done", labels=len(result["labels"]),
-               top_category=result["top_category"], max_confidence=result["max_confidence"])
+               top_category=result["top_category"], max_confidence=result["max_confidence"], error=result.get("error"))
     decision = check_and_finalize(table, job_id, "moderation", result)
     if decision is not None:
         joblog.log("job finalized", job_id, stage="finalized", decision=decision, branch="moderation")

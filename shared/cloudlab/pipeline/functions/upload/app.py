@@ -89,6 +89,17 @@ def parse_upload(event: dict) -> dict:
     return {"user_id": user_id, "filename": filename, "image": image, "content_type": content_type}
 
 
+def put_job(item: dict) -> None:
+    """Create the job once. If the response to our PutItem was lost, the SDK's retry finds the
+    item already there (ConditionalCheckFailed): it is ours when it names our object key."""
+    try:
+        table.put_item(Item=to_dynamo(item), ConditionExpression="attribute_not_exists(job_id)")
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
+        existing = table.get_item(Key={"job_id": item["job_id"]}, ConsistentRead=True).get("Item") or {}
+        if existing.get("key") != item["key"]:
+            raise
+
+
 def store(upload: dict, job_id: str) -> dict:
     """S3 object, then the pending job, then the queue message; undoes earlier writes on failure."""
     key = f"uploads/{upload['user_id']}/{job_id}/{upload['filename']}"
@@ -99,7 +110,7 @@ def store(upload: dict, job_id: str) -> dict:
             "key": key, "content_type": upload["content_type"], "size": len(upload["image"]), "status": "pending",
             "created_at": now, "updated_at": now, "timeline": [{"stage": "uploaded", "at": now, "by": "upload"}]}
     try:
-        table.put_item(Item=to_dynamo(item), ConditionExpression="attribute_not_exists(job_id)")
+        put_job(item)
     except Exception:
         s3.delete_object(Bucket=BUCKET, Key=key)
         raise

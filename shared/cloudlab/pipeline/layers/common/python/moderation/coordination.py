@@ -153,6 +153,7 @@ def check_and_finalize(table, job_id: str, branch: str, result: dict) -> str | N
     except Exception as error:
         if not _conditional_failed(table, error):
             raise
+        joblog.log("finalize race lost: the other branch finalized first", job_id, branch=branch)
         return None  # the other branch finalized between our read and our write
     return decision
 
