@@ -21,14 +21,19 @@ from __future__ import annotations
 import ast
 import dis
 import inspect
+import json
+import logging
 import textwrap
+import time
 import types
+import warnings
+from collections import Counter
 from contextlib import contextmanager
 
 from .layer import LAYER_PYTHON, layer_module
 
 __all__ = ["COORDINATION", "specification", "coordination_source", "with_pipeline_decide",
-           "reference_decisions_blocked"]
+           "reference_decisions_blocked", "run_in_pipeline"]
 
 # The path of the coordination module inside the pipeline folder, as deploy(overrides=...) names files.
 COORDINATION = "layers/common/python/moderation/coordination.py"
@@ -180,3 +185,157 @@ def coordination_source(*functions, original: str | None = None) -> str:
         "exec(compile(_STUDENT_SOURCE, 'lab06_student.py', 'exec'), _student_namespace)",
         *[f"{name} = _student_namespace[{name!r}]" for name in exported],
     ]) + "\n"
+
+
+# Images of the data set that reach different decisions, for the in-pipeline check.
+PIPELINE_IMAGES = 3
+
+
+def run_in_pipeline(claim_job, check_and_finalize, uploads: int = PIPELINE_IMAGES, *, stack_name: str = "lab06-pipeline",
+                    timeout: float = 40.0) -> dict:
+    """Deploy the pipeline with the student's ``claim_job`` and ``check_and_finalize`` in its layer (see
+    :func:`coordination_source`), upload ``uploads`` images through the HTTP API, deliver every job's SQS
+    message a second time and invoke each analyzer a second time, then check that every job ended
+    ``decided`` with the pipeline's decision for its results, was finalized once (the analyzers' "job
+    finalized" log lines) and notified once. Returns ``{"ok", "problem", "jobs", "finalizations",
+    "notifications", "statuses", "seconds"}``; the stack is torn down afterwards.
+
+    Lab 06's hidden test (question 4). ``timeout`` bounds the wait for the jobs after the uploads.
+    """
+    import boto3
+
+    from . import deploy as deployer
+    from . import run
+
+    started = time.monotonic()
+    source = coordination_source(claim_job, check_and_finalize)
+    with _moto_cloudformation_quiet():
+        stack = deployer.deploy(stack_name, overrides={COORDINATION: source})
+    report = {"ok": False, "problem": "", "jobs": 0, "finalizations": {}, "notifications": {}, "statuses": {},
+              "seconds": 0.0, "deploy_seconds": round(time.monotonic() - started, 1)}
+    try:
+        sqs, lambda_client, logs = boto3.client("sqs"), boto3.client("lambda"), boto3.client("logs")
+        table = boto3.resource("dynamodb").Table(stack.output("JobsTableName"))
+        analyzers = [stack.function_name("ModerationAnalyzerFunction"), stack.function_name("CustomAnalyzerFunction")]
+        collector = run.NotificationCollector(sqs, stack.output("NotificationsQueueUrl")).start()
+        since_ms = int(time.time() * 1000) - 1000
+        uploader = run.Uploader(stack.api_url)
+        images = _varied_images(run.load_images(), uploads)
+        job_ids = []
+        try:
+            for image in images:
+                job = uploader.upload(run.Job(image, time.time()))
+                if not job.job_id:
+                    report["problem"] = f"the upload of {image.filename} was refused with HTTP {job.status_code}"
+                    return report
+                job_ids.append(job.job_id)
+                item = table.get_item(Key={"job_id": job.job_id}, ConsistentRead=True)["Item"]
+                message = {"job_id": job.job_id, "bucket": item["bucket"], "key": item["key"]}
+                # duplicates, as SQS and Lambda's async invokes may deliver them
+                sqs.send_message(QueueUrl=stack.output("JobsQueueUrl"), MessageBody=json.dumps(message))
+                for branch, name in zip(("moderation", "custom"), analyzers):
+                    lambda_client.invoke(FunctionName=name, InvocationType="Event",
+                                         Payload=json.dumps({**message, "branch": branch}).encode())
+            report["jobs"] = len(job_ids)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                items = run.read_jobs(table.name, job_ids)
+                terminal = all(items.get(j, {}).get("status") in run.TERMINAL for j in job_ids)
+                if terminal and all(collector.arrivals.get(j) for j in job_ids) \
+                        and run.queue_depth(sqs, stack.output("JobsQueueUrl")) == 0:
+                    collector.reset_quiet()
+                    while not collector.quiet(2) and time.monotonic() < deadline:
+                        time.sleep(0.1)  # until two long polls in a row bring no further notification
+                    break
+                time.sleep(0.25)  # re-read the jobs, to the deadline
+        finally:
+            collector.stop()
+        items = run.read_jobs(table.name, job_ids)
+        report["statuses"] = {j: items.get(j, {}).get("status") for j in job_ids}
+        report["notifications"] = {j: len(collector.arrivals.get(j, [])) for j in job_ids}
+        lines = _finalized_lines(logs, analyzers, since_ms, job_ids)
+        report["finalizations"] = {j: lines.get(j, 0) for j in job_ids}
+        report["problem"] = _pipeline_problem(job_ids, items, report, logs, stack.function_names.values(), since_ms)
+        report["ok"] = not report["problem"]
+        return report
+    finally:
+        report["run_seconds"] = round(time.monotonic() - started - report["deploy_seconds"], 1)
+        with _moto_cloudformation_quiet():
+            stack.teardown()
+        report["seconds"] = round(time.monotonic() - started, 1)
+
+
+@contextmanager
+def _moto_cloudformation_quiet():
+    """Without moto's notes on the resource types its CloudFormation skips (the deployer creates those)."""
+    logger = logging.getLogger("moto.cloudformation.parsing")
+    level = logger.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+def _varied_images(images: list, count: int) -> list:
+    """``count`` images of different ground truths first (the decisions then differ), in a fixed order."""
+    chosen, truths = [], set()
+    for image in images:
+        if image.truth not in truths:
+            chosen.append(image)
+            truths.add(image.truth)
+    chosen += [image for image in images if image not in chosen]
+    return chosen[:count]
+
+
+def _finalized_lines(logs, analyzers: list[str], since_ms: int, job_ids: list[str], settle: float = 10.0) -> Counter:
+    """The analyzers' "job finalized" log lines per job, read until every job has one and a further
+    read adds nothing (Lambda ships logs asynchronously), or ``settle`` seconds."""
+    from . import run
+
+    deadline, previous = time.monotonic() + settle, None
+    while True:
+        counts = Counter()
+        for line in run.function_log_lines(logs, analyzers, since_ms):
+            try:
+                fields = json.loads(line)
+            except ValueError:
+                continue
+            if fields.get("stage") == "finalized" and fields.get("job_id") in job_ids:
+                counts[fields["job_id"]] += 1
+        if (counts == previous and all(counts[j] for j in job_ids)) or time.monotonic() > deadline:
+            return counts
+        previous = counts
+        time.sleep(0.5)  # logs arrive in batches; read again to the deadline
+
+
+def _pipeline_problem(job_ids, items, report, logs, functions, since_ms) -> str:
+    """What went wrong, for the student's feedback ("" when every job was decided, finalized and notified once)."""
+    from . import run
+
+    decide = layer_module("decisions").decide
+    coordination = layer_module("coordination")
+    problems = []
+    for job_id in job_ids:
+        item = items.get(job_id) or {}
+        status, finalized, notified = item.get("status"), report["finalizations"][job_id], report["notifications"][job_id]
+        if status != "decided":
+            problems.append(f"job {job_id} ended with status {status!r}, not 'decided'")
+        elif "moderation_result" in item and "custom_result" in item:
+            expected = decide(coordination.from_dynamo(item["moderation_result"]),
+                              coordination.from_dynamo(item["custom_result"]))
+            if item.get("decision") != expected:
+                problems.append(f"job {job_id} was decided {item.get('decision')!r}; its results give {expected!r}")
+        if finalized != 1:
+            problems.append(f"job {job_id} was finalized {finalized} times (check_and_finalize returned a decision "
+                            f"{finalized} times)")
+        if notified != 1:
+            problems.append(f"job {job_id} was notified {notified} times")
+    if not problems:
+        return ""
+    errors = [line for line in run.function_log_lines(logs, list(functions), since_ms)
+              if '"level": "ERROR"' in line or '"level":"ERROR"' in line]
+    hint = f" First error logged by the functions: {errors[0][:400]}" if errors else ""
+    return "In the deployed pipeline: " + "; ".join(problems[:4]) + "." + hint
