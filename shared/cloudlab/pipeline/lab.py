@@ -4,7 +4,8 @@ show, and the student's functions turned into the layer module the pipeline depl
 Introduced in lab 06 (``solutions/06_moderation_pipeline_lab.ipynb``). The specification has ONE
 home, the docstring of the layer's ``moderation/decisions.py``; :func:`specification` only cuts
 it out for display. :func:`coordination_source` lets the grader run a student's ``claim_job``
-and ``check_and_finalize`` inside the real pipeline::
+and ``check_and_finalize`` inside the real pipeline (:func:`run_in_pipeline` does it all: deploy,
+uploads with duplicated deliveries, checks, teardown)::
 
     source = coordination_source(claim_job, check_and_finalize)
     deploy(overrides={COORDINATION: source})
@@ -138,6 +139,9 @@ def coordination_source(*functions, original: str | None = None) -> str:
         function = pending.pop()
         if function.__name__ in sources:
             continue
+        if function.__closure__:
+            raise ValueError(f"{function.__name__} uses variables of an enclosing function "
+                             f"({', '.join(function.__code__.co_freevars)}): define it at the top level of a cell")
         sources[function.__name__] = _source(function)
         namespace = function.__globals__
         for name in sorted(_global_names(function.__code__)):
