@@ -114,3 +114,17 @@ def test_reference_decisions_blocked_while_active():
 def test_specification_is_cut_from_the_decisions_docstring():
     text = lab.specification()
     assert text.startswith("SPECIFICATION") and "manual_review" in text and text in decisions.__doc__
+
+
+def unanswered_claim(table, job_id):
+    raise NotImplementedError("write your solution here")
+
+
+def test_code_that_fails_on_its_own_is_not_deployed():
+    import cloudlab
+
+    cloudlab.use_backend()
+    report = lab.run_in_pipeline(unanswered_claim, check_and_finalize)
+    assert report["ok"] is False and report["deploy_seconds"] == 0.0
+    assert report["problem"] == ("before deploying: claim_job on a pending job raised NotImplementedError: "
+                                 "write your solution here")

@@ -213,6 +213,10 @@ def run_in_pipeline(claim_job, check_and_finalize, uploads: int = PIPELINE_IMAGE
 
     started = time.monotonic()
     source = coordination_source(claim_job, check_and_finalize)
+    problem = _preflight(claim_job, check_and_finalize)
+    if problem:  # no deploy for code that fails on its own: the feedback comes at once
+        return {"ok": False, "problem": problem, "jobs": 0, "finalizations": {}, "notifications": {}, "statuses": {},
+                "seconds": round(time.monotonic() - started, 1), "deploy_seconds": 0.0}
     with _moto_cloudformation_quiet():
         stack = deployer.deploy(stack_name, overrides={COORDINATION: source})
     report = {"ok": False, "problem": "", "jobs": 0, "finalizations": {}, "notifications": {}, "statuses": {},
@@ -267,6 +271,33 @@ def run_in_pipeline(claim_job, check_and_finalize, uploads: int = PIPELINE_IMAGE
         with _moto_cloudformation_quiet():
             stack.teardown()
         report["seconds"] = round(time.monotonic() - started, 1)
+
+
+def _preflight(claim_job, check_and_finalize) -> str:
+    """One job through the student's functions on a scratch table, one step after the other: what
+    must work before the pipeline is worth deploying ("" when it does)."""
+    import boto3
+
+    from . import races
+
+    table = boto3.resource("dynamodb").Table(races.create_jobs_table())
+    finalize = with_pipeline_decide(check_and_finalize)
+    step = "claim_job on a pending job"
+    try:
+        job_id = races.new_job(table, status="pending")
+        if claim_job(table, job_id) is not True:
+            return "before deploying: claim_job did not return True for a pending job"
+        moderation_result, custom_result = races.SAMPLE_RESULTS[0]
+        step = "check_and_finalize for the first branch"
+        finalize(table, job_id, "moderation", moderation_result)
+        step = "check_and_finalize for the second branch"
+        if finalize(table, job_id, "custom", custom_result) is None:
+            return "before deploying: check_and_finalize did not finalize when the second branch's result came in"
+    except Exception as error:  # noqa: BLE001 - the student's code, whatever it raises
+        return f"before deploying: {step} raised {type(error).__name__}: {error}"
+    finally:
+        table.delete()
+    return ""
 
 
 @contextmanager
