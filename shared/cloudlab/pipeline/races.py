@@ -68,14 +68,42 @@ def create_jobs_table(name: str | None = None, dynamodb=None) -> str:
     return name
 
 
+def _job_item(job_id: str, status: str) -> dict:
+    now = Decimal(str(round(time.time(), 3)))
+    return {"job_id": job_id, "user_id": "race-harness", "filename": "race.png", "status": status,
+            "created_at": now, "updated_at": now, "timeline": [{"stage": "uploaded", "at": now}, {"stage": status, "at": now}]}
+
+
 def new_job(table, job_id: str | None = None, status: str = "analyzing") -> str:
     """Put a fresh job item as the dispatcher leaves it (``analyzing``, no results); returns its id."""
     job_id = job_id or f"race-{uuid.uuid4().hex}"
-    now = Decimal(str(round(time.time(), 3)))
-    table.put_item(Item={"job_id": job_id, "user_id": "race-harness", "filename": "race.png", "status": status,
-                         "created_at": now, "updated_at": now,
-                         "timeline": [{"stage": "uploaded", "at": now}, {"stage": status, "at": now}]})
+    table.put_item(Item=_job_item(job_id, status))
     return job_id
+
+
+def _new_jobs(table, count: int, status: str) -> list[str]:
+    """``count`` fresh jobs, written in batches (a race's set-up then costs no request of its own)."""
+    job_ids = [f"race-{uuid.uuid4().hex}" for _ in range(count)]
+    with table.batch_writer() as batch:
+        for job_id in job_ids:
+            batch.put_item(Item=_job_item(job_id, status))
+    return job_ids
+
+
+def _statuses(table, job_ids: list[str]) -> dict[str, str | None]:
+    """Each job's status, read consistently in batches of 100 (BatchGetItem's limit)."""
+    found: dict[str, str | None] = {job_id: None for job_id in job_ids}
+    client = table.meta.client
+    for start in range(0, len(job_ids), 100):
+        keys = [{"job_id": job_id} for job_id in job_ids[start:start + 100]]
+        request = {table.name: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "job_id, #s",
+                                "ExpressionAttributeNames": {"#s": "status"}}}
+        while request:
+            answer = client.batch_get_item(RequestItems=request)
+            for item in answer["Responses"].get(table.name, []):
+                found[item["job_id"]] = item.get("status")
+            request = answer.get("UnprocessedKeys") or None
+    return found
 
 
 @dataclass
@@ -123,6 +151,24 @@ class RaceResult:
         return (f"{self.races} races of {self.racers} racers: "
                 f"finalized once {self.once}, never {self.never}, twice or more {self.more_than_once}; "
                 f"item not decided {self.undecided}; racer errors {self.error_count}; {self.seconds:.1f} s")
+
+    def explain(self) -> str:
+        """What went wrong, in words a student can act on ("" when every race was right)."""
+        if self.correct:
+            return ""
+        problems = []
+        if self.more_than_once:
+            problems.append(f"{self.more_than_once} of {self.races} races finalized the job more than once: more than "
+                            "one call saw 'both results, not decided yet' and finalized, so the job would be "
+                            "notified more than once. Let DynamoDB check 'not decided yet' in the finalizing "
+                            "write itself (a ConditionExpression), and return None when that check fails")
+        if self.never:
+            problems.append(f"{self.never} of {self.races} races never finalized: no call returned the decision")
+        if self.undecided:
+            problems.append(f"{self.undecided} of {self.races} jobs did not end with status 'decided'")
+        if self.error_count:
+            problems.append(f"racers raised {self.error_count} exceptions, e.g. {'; '.join(self.errors)}")
+        return f"{self.summary()}. " + ". ".join(problems)
 
     def as_dict(self) -> dict:
         return {"races": self.races, "racers": self.racers,
@@ -179,9 +225,11 @@ class _Starter:
 
 
 def _racer_tables(name: str, count: int) -> list:
-    """One Table resource per racer, each from its own session (boto3's default session is not
-    meant to be shared while clients are built), so racers use their own connections."""
-    return [boto3.session.Session().resource("dynamodb").Table(name) for _ in range(count)]
+    """One Table resource per racer, each with its own client (so its own connections): resources
+    are not thread-safe. They are built here, one after the other, from one session, which is
+    safe and loads the service model once."""
+    session = boto3.session.Session()
+    return [session.resource("dynamodb").Table(name) for _ in range(count)]
 
 
 def race_check_and_finalize(check_and_finalize: Callable, races: int = 200, racers: int = 2, *,
@@ -207,9 +255,9 @@ def race_check_and_finalize(check_and_finalize: Callable, races: int = 200, race
     starter = _Starter([calling(i) for i in range(racers)], timeout)
     started = time.monotonic()
     try:
-        for number in range(races):
+        job_ids = _new_jobs(checker, races, "analyzing")
+        for number, job_id in enumerate(job_ids):
             pair["results"] = results[number % len(results)]
-            job_id = new_job(checker)
             starter.race(job_id, number + 1)
             outcome.finalized[sum(1 for value in starter.returned if value is not None)] += 1
             for index, error in enumerate(starter.raised):
@@ -217,9 +265,7 @@ def race_check_and_finalize(check_and_finalize: Callable, races: int = 200, race
                     outcome.error_count += 1
                     if len(outcome.errors) < 3:
                         outcome.errors.append(f"{BRANCHES[index % len(BRANCHES)]}: {type(error).__name__}: {error}")
-            item = checker.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item", {})
-            if item.get("status") != "decided":
-                outcome.undecided += 1
+        outcome.undecided = sum(1 for status in _statuses(checker, job_ids).values() if status != "decided")
     finally:
         starter.close()
         outcome.seconds = time.monotonic() - started
@@ -288,8 +334,9 @@ def race_claim_job(claim_job: Callable, races: int = 100, claimers: int = 2, *, 
     starter = _Starter(functions, timeout)
     started = time.monotonic()
     try:
-        for number in range(races):
-            job_id = new_job(checker, status="pending")
+        job_ids = _new_jobs(checker, races, "pending")
+        raced = []
+        for number, job_id in enumerate(job_ids):
             starter.race(job_id, number + 1)
             *claims, swept = starter.returned
             errors = [error for error in starter.raised if error is not None]
@@ -298,8 +345,11 @@ def race_claim_job(claim_job: Callable, races: int = 100, claimers: int = 2, *, 
                 if len(outcome.examples) < 3:
                     outcome.examples.append(f"race {number + 1}: {type(errors[0]).__name__}: {errors[0]}")
                 continue
-            status = checker.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item", {}).get("status")
-            outcome.sweeper_won += bool(swept)
+            raced.append((number, job_id, claims, bool(swept)))
+        statuses = _statuses(checker, [job_id for _, job_id, _, _ in raced])
+        for number, job_id, claims, swept in raced:
+            status = statuses[job_id]
+            outcome.sweeper_won += swept
             expected = ("failed", False) if swept else ("analyzing", True)
             if status != expected[0] or any(claim is not expected[1] for claim in claims):
                 outcome.wrong += 1
