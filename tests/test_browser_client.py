@@ -220,8 +220,8 @@ def test_browser_refuses_what_cors_does_not_allow(page, case, allow_origin, cors
 @pytest.fixture(scope="module")
 def pipeline():
     """The pipeline deployed from template.yaml (API front with the template's Cors), and the page."""
-    # Until the deployer lands on this branch (infra helper); removed once merged.
-    deploy = pytest.importorskip("cloudlab.pipeline.deploy", reason="the pipeline deployer has not landed yet").deploy
+    from cloudlab.pipeline.deploy import deploy
+
     cloudlab.use_backend()
     stack = deploy("browser-test")
     site = publish_site(stack, bucket=f"browser-test-web-{uuid.uuid4().hex[:6]}")
