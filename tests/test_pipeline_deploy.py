@@ -113,7 +113,7 @@ def stack(tmp_path_factory):
         patch.delenv("CLOUDLAB_BACKEND", raising=False)
         cloudlab.use_backend()
         deployed = deploy("fixture", template=FIXTURE, parameters={"TickSchedule": "rate(2 seconds)",
-                                                                   "WorkVisibilityTimeout": "1"})
+                                                                   "WorkVisibilityTimeout": "2"})
         yield deployed
         cloudlab.use_backend()
         deployed.teardown()
@@ -148,7 +148,7 @@ def test_the_stack_reaches_create_complete_and_lists_what_moto_lacked(aws):
 def test_outputs_are_usable_names_on_this_backend(aws):
     sqs = boto3.client("sqs")
     url = aws.output("WorkQueueUrl")
-    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"] == "1"
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"] == "2"
     boto3.client("dynamodb").describe_table(TableName=aws.output("TableName"))
     assert aws.output("ApiUrl") == aws.api_url and aws.api_url.startswith("http://127.0.0.1:")
     with pytest.raises(KeyError, match="no output 'Nope'"):
@@ -175,7 +175,7 @@ def test_the_cloudformation_created_sqs_mapping_delivers_and_honours_batch_item_
     sqs.send_message(QueueUrl=aws.output("WorkQueueUrl"), MessageBody=f"fail-{tag}")
     poll(lambda: table.get_item(Key={"pk": f"batch#ok-{tag}"}).get("Item"), 30, "the good message was processed")
 
-    def poisoned():  # reported failed -> redelivered after 1 s -> failed again -> DLQ (maxReceiveCount 2)
+    def poisoned():  # reported failed -> redelivered after 2 s -> failed again -> DLQ (maxReceiveCount 2)
         got = sqs.receive_message(QueueUrl=aws.output("WorkDeadLetterQueueUrl"), WaitTimeSeconds=1,
                                   MaxNumberOfMessages=10).get("Messages", [])
         return [m for m in got if m["Body"] == f"fail-{tag}"]

@@ -1,7 +1,8 @@
 """``python -m cloudlab pipeline ...``: the capstone's commands (notebook 06).
 
-``deploy`` and ``teardown`` live here; other subcommands add themselves the same way: a
-function ``_name(args) -> int`` and a parser in :func:`add_parser`.
+``deploy`` and ``teardown`` live here; ``run`` and ``replay-dlq`` are registered by
+``run.add_parsers``. Another subcommand adds itself the same way: a function
+``_name(args) -> int`` and a parser in :func:`add_parser` (or its module's ``add_parsers``).
 """
 
 from __future__ import annotations
@@ -76,3 +77,7 @@ def add_parser(subparsers) -> None:
     teardown = actions.add_parser("teardown", help="delete the stack and what the deployer created beside it")
     teardown.add_argument("--stack", default="moderation", help="stack name (default moderation)")
     teardown.set_defaults(run=_teardown)
+
+    from . import run  # pipeline run, pipeline replay-dlq (the runner's own parsers)
+
+    run.add_parsers(actions)

@@ -362,6 +362,15 @@ def _clients(backend):
     return Clients()
 
 
+def _backend():
+    """The backend this process chose (``use_backend("localstack")`` in a notebook wins over an
+    unset ``CLOUDLAB_BACKEND``), started or attached to as ``use_backend`` does."""
+    from ..backend import current, use_backend
+
+    chosen = current()
+    return use_backend(chosen.name if chosen is not None and not os.environ.get("CLOUDLAB_BACKEND") else None)
+
+
 def _record_key(stack_name: str) -> str:
     return f"stacks/{stack_name}/deployer-resources.json"
 
@@ -394,9 +403,7 @@ def teardown(stack_name: str = "moderation", timeout: float = 60) -> bool:
     """Delete a stack deployed by :func:`deploy` and what the deployer created beside it
     (works from another process: what it created is recorded in the artifacts bucket).
     False if there was nothing to delete."""
-    from ..backend import use_backend
-
-    backend = use_backend()
+    backend = _backend()
     clients = _clients(backend)
     front = _active_fronts.pop(stack_name, None)
     if front is not None:
@@ -461,10 +468,8 @@ def deploy(stack_name: str = "moderation", parameters: dict | None = None, overr
     ``model`` trains and uploads the custom model (default: only for the capstone's template).
     Deploying a name that exists replaces that stack. Returns a :class:`Stack`.
     """
-    from ..backend import use_backend
-
     started = time.perf_counter()
-    backend = use_backend()
+    backend = _backend()
     if backend.name == "aws":
         raise DeployError("the local deployer does not deploy to real AWS; use `sam deploy --guided` "
                           "with the same template (README, section The capstone pipeline: deployment)")
@@ -498,7 +503,7 @@ def deploy(stack_name: str = "moderation", parameters: dict | None = None, overr
     if backend.name == "localstack":
         outside = {lid for lid, r in resources.items() if r["Type"] in LOCALSTACK_TYPES}
         try:
-            _create_with_boto3(clients, resources, sorted(outside, key=lambda lid: _CREATE_ORDER[resources[lid]["Type"]]),
+            _create_with_boto3(clients, resources, _dependency_order(resources, outside),
                                resolver, created, notes, stack_name, where="data", skip_mappings=True)
         except BaseException:
             _save_record(s3, stack_name, created)
@@ -530,7 +535,7 @@ def deploy(stack_name: str = "moderation", parameters: dict | None = None, overr
                 continue  # moto gives permissions none; nothing references them
             _learn(clients.embedded, resolver, lid, row["ResourceType"], row["PhysicalResourceId"])
         skipped = [lid for lid in (cfn_template.get("Resources") or {}) if lid not in stack_resources]
-        _create_with_boto3(clients, resources, sorted(skipped, key=lambda lid: _CREATE_ORDER.get(resources[lid]["Type"], 5)),
+        _create_with_boto3(clients, resources, _dependency_order(resources, skipped),
                            resolver, created, notes, stack_name, where="embedded")
         if backend.name == "localstack":  # the mappings poll LocalStack's queues from the local service
             mappings = [lid for lid, r in resources.items() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
@@ -635,6 +640,52 @@ def _without(translated: dict, outside: set[str], resolver: Resolver) -> dict:
         template["Outputs"] = {name: spec for name, spec in ((n, dict(s, Value=resolver.resolve(s["Value"], partial=True)))
                                                              for n, s in template["Outputs"].items())}
     return template
+
+
+def _references(value) -> set[str]:
+    """Logical ids a template fragment refers to (Ref, Fn::GetAtt, ${...} in Fn::Sub)."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    elif isinstance(value, dict):
+        for key, argument in value.items():
+            if key == "Ref" and isinstance(argument, str):
+                found.add(argument)
+            elif key == "Fn::GetAtt":
+                found.add(argument.split(".")[0] if isinstance(argument, str) else argument[0])
+            elif key == "Fn::Sub":
+                text = argument if isinstance(argument, str) else argument[0]
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)}
+                if not isinstance(argument, str):
+                    found |= _references(argument[1])
+            else:
+                found |= _references(argument)
+    return found
+
+
+def _dependency_order(resources: dict, logical_ids) -> list[str]:
+    """``logical_ids`` ordered so each comes after the ones it refers to (a queue after its DLQ)."""
+    wanted = set(logical_ids)
+    ordered: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(lid: str) -> None:
+        if lid in ordered or lid not in wanted:
+            return
+        if lid in visiting:
+            raise DeployError(f"{lid} refers to itself through other resources")
+        visiting.add(lid)
+        depends = resources[lid].get("DependsOn") or []
+        for other in sorted(_references(resources[lid].get("Properties") or {}) | set(
+                [depends] if isinstance(depends, str) else depends)):
+            visit(other)
+        visiting.discard(lid)
+        ordered.append(lid)
+
+    for lid in sorted(wanted, key=lambda lid: (_CREATE_ORDER.get(resources[lid]["Type"], 5), lid)):
+        visit(lid)
+    return ordered
 
 
 def _queue_name(url_or_arn: str) -> str:
@@ -855,17 +906,17 @@ def _start_api(translated: dict, resolver: Resolver, clients):
 
 
 # -- the custom model -----------------------------------------------------------------------------------
-def upload_model(stack: Stack) -> None:
-    """Train (if needed) and upload the custom model where the custom analyzer loads it
-    (``ModelBucketName`` / ``ModelKey`` outputs), through the ml helper's trainer
-    ``cloudlab.pipeline.model.train`` (``upload(bucket, key)``)."""
+def upload_model(stack: Stack) -> str:
+    """Train the custom model if needed (``cloudlab.pipeline.model.train.ensure_model``, the ml
+    helper's trainer: trains on data/moderation only when its cached file is missing or stale)
+    and upload it where the custom analyzer loads it (``ModelBucketName`` / ``ModelKey``
+    outputs). Returns the ``s3://`` URI."""
     try:
         from .model import train
     except ImportError as error:
-        raise DeployError("the custom model's trainer cloudlab.pipeline.model.train is missing "
+        raise DeployError("the custom model's trainer cloudlab.pipeline.model.train cannot be imported "
                           f"({error}); deploy(model=False) deploys without the model") from None
-    upload = getattr(train, "upload", None)
-    if upload is None:
-        raise DeployError("cloudlab.pipeline.model.train has no upload(bucket, key); deploy(model=False) "
-                          "deploys without the model")
-    upload(stack.output("ModelBucketName"), stack.output("ModelKey"))
+    path = train.ensure_model()
+    bucket, key = stack.output("ModelBucketName"), stack.output("ModelKey")
+    _clients(_backend()).data("s3").upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{key}"
