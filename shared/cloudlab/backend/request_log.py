@@ -68,7 +68,7 @@ class RequestLog:
             for name, amount in units.items():
                 row["units"][name] += amount
             row["cost_usd"] += cost
-            row["seconds"] += seconds  # time the emulator spent answering (for the benchmark)
+            row["seconds"] += seconds  # CPU seconds the emulator spent answering (for the benchmark)
 
     def report(self) -> list[dict]:
         with self._lock:

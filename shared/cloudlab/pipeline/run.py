@@ -48,7 +48,7 @@ DECISIONS = ("approve", "warn", "reject", "manual_review")
 TERMINAL = ("decided", "failed")
 # Timings for --chaos: a crashed analyzer's job is failed by the sweeper soon after its retries,
 # and a poison message reaches the DLQ after three short visibility timeouts.
-CHAOS_PARAMETERS = {"StuckAfterSeconds": "10", "SweepSchedule": "rate(2 seconds)",
+CHAOS_PARAMETERS = {"StuckAfterSeconds": "20", "SweepSchedule": "rate(2 seconds)",
                     "JobsVisibilityTimeout": "4", "DispatcherTimeout": "4"}
 
 
@@ -57,7 +57,7 @@ def chaos_rules() -> list[dict]:
     return [
         # both analyzers finish at the same moment: their result writes are released together
         {"name": "both analyzers finish together", "fault": "barrier", "service": "dynamodb",
-         "operation": "UpdateItem", "match": ["_result = :result"], "groups": 6, "parties": 2, "timeout": 10},
+         "operation": "UpdateItem", "match": ["_result = :result"], "groups": 6, "parties": 2, "timeout": 5},
         # an analyzer crash: the custom analyzer's write fails on every attempt for two jobs
         {"name": "custom analyzer crashes", "fault": "error", "service": "dynamodb", "operation": "UpdateItem",
          "match": ["SET custom_result"], "groups": 2, "code": "ChaosAnalyzerCrash"},

@@ -1,0 +1,55 @@
+"""The capstone end to end: ``pipeline run`` deploys the template, pushes images through the
+HTTP API and waits for every notification; ``--chaos`` meets its pass criteria."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import cloudlab
+from cloudlab.pipeline import run as pipeline_run
+
+
+def test_run_pushes_images_through_the_api_and_every_job_is_notified_once():
+    cloudlab.use_backend("embedded")
+    summary = pipeline_run.run(count=12, clients=4, timeout=240, stack_name="pipe-e2e", progress=False)
+    assert summary["jobs"] == summary["uploads"] == 12
+    assert summary["completed"] == 12 and summary["stuck"] == 0
+    assert summary["statuses"] == {"decided": 12}
+    assert summary["notifications_per_job"] == {"1": 12}
+    assert sum(summary["decisions"].values()) == 12
+    assert sum(sum(row.values()) for row in summary["confusion"].values()) == 12
+    assert summary["latency_s"]["p50"] > 0 and summary["latency_s"]["p95"] >= summary["latency_s"]["p50"]
+    # counted server-side: every job costs one Rekognition call and one SNS publish, and S3/DynamoDB calls
+    assert summary["api_calls_by_service"]["rekognition"] == 1.0 and summary["api_calls_by_service"]["sns"] == 1.0
+    assert summary["api_calls_per_job"] > 5 and summary["cost_per_1000_images_usd"] > 1.0  # Rekognition: $1/1,000
+    assert summary["lambda"]["invocations"] >= 12 * 3  # upload + two analyzers per job, at least
+    json.dumps(summary)  # --json prints it
+    text = pipeline_run.format_summary(summary)
+    assert "decision vs ground truth" in text and "p95" in text and "per 1,000 images" in text
+
+
+@pytest.mark.timeout(420)
+def test_chaos_meets_its_criteria_and_replay_moves_dlq_messages_back():
+    cloudlab.use_backend("embedded")
+    summary = pipeline_run.run(count=16, chaos=True, clients=4, timeout=300, stack_name="pipe-chaos", progress=False)
+    chaos = summary["chaos"]
+    assert chaos["passed"], chaos
+    fired = {rule["name"]: rule["fired"] for rule in chaos["rules"]}
+    assert fired["custom analyzer crashes"] >= 3  # one job's event: the first try and two async retries
+    assert fired["both analyzers finish together"] >= 2 and fired["DynamoDB throttling"] > 0
+    assert summary["statuses"].get("failed", 0) >= 1  # the crashed analyzer's job, failed by the sweeper
+    assert summary["dlq_depth"]["jobs"] >= 2 and summary["dlq_depth"]["analyzer"] >= 1
+    outputs = pipeline_run.stack_outputs("pipe-chaos")
+    moved = pipeline_run.replay_dlq("pipe-chaos", outputs=outputs)
+    assert moved["jobs"] == summary["dlq_depth"]["jobs"] and moved["analyzer"] == summary["dlq_depth"]["analyzer"]
+
+
+def test_load_images_repeats_the_set_and_refuses_a_bad_count():
+    images = pipeline_run.load_images()
+    assert {image.truth for image in images} >= {"safe", "unsafe"}
+    assert [image.filename for image in pipeline_run.load_images(len(images) + 2)][-2:] == [images[0].filename, images[1].filename]
+    with pytest.raises(ValueError, match="at least 1"):
+        pipeline_run.load_images(0)
+    assert pipeline_run.percentile([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0 and pipeline_run.percentile([], 0.5) is None
