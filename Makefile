@@ -65,6 +65,10 @@ test-browser: $(STAMP)  ## the upload page in headless Chromium: CORS as a brows
 	        echo "no chromium/chromedriver and not root: the browser tests will skip (sudo apt-get install $(BROWSER_PACKAGES))"; \
 	    fi; \
 	fi
+	@# In CI a browser test that skips proves nothing: no Chromium there is a failure.
+	@if [ -n "$$CI" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then \
+	    echo "CI: Debian's $(BROWSER_PACKAGES) could not be installed; the browser tests cannot run" >&2; exit 1; \
+	fi
 	@mkdir -p .cloudlab-test
 	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider -rs $(BROWSER_TESTS)
 	@echo "screenshots: $(CURDIR)/.cloudlab-test/artifacts/browser/"; ls .cloudlab-test/artifacts/browser 2> /dev/null || true
