@@ -145,6 +145,15 @@ def test_the_stack_reaches_create_complete_and_lists_what_moto_lacked(aws):
     assert aws.deploy_seconds > 0
 
 
+def test_the_readme_table_names_every_gap_the_deployer_filled(aws):
+    table = [line for line in (ROOT / "README.md").read_text().split("## The capstone pipeline: deployment")[1]
+             .split("\n## ")[0].splitlines() if line.startswith("| `AWS::")]
+    for note in aws.created_by_deployer:
+        kind, _, prop = note.split(" (", 1)[1].split(")", 1)[0].partition(" ")
+        rows = [line for line in table if f"`{kind}`" in line.split("|")[1] and (not prop or f"`{prop}`" in line.split("|")[1])]
+        assert rows, f"README.md's deployment table has no row for {kind} {prop}: {note}"
+
+
 def test_outputs_are_usable_names_on_this_backend(aws):
     sqs = boto3.client("sqs")
     url = aws.output("WorkQueueUrl")

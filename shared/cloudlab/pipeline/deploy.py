@@ -184,6 +184,10 @@ def translate(template: dict, parameters: dict[str, str], region: str) -> dict:
     from samtranslator.model.exceptions import InvalidDocumentException
     from samtranslator.translator.transform import transform
 
+    import logging
+
+    # The translator's usage metrics are for AWS's own service; unpublished here, and it says so.
+    logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     previous = os.environ.get("AWS_DEFAULT_REGION")
     os.environ["AWS_DEFAULT_REGION"] = region  # the translator's pseudo parameters read it
     try:
