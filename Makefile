@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Tests never attach to an emulator someone is serving for JupyterLab.
 TEST_ENV := CLOUDLAB_STATE_DIR=$(CURDIR)/.cloudlab-test MPLBACKEND=Agg
 
-.PHONY: help install lab serve test test-fast test-localstack test-browser labs bench doctor student-release clean
+.PHONY: help install lab serve test test-fast test-localstack test-browser labs bench doctor pipeline student-release clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -33,6 +33,9 @@ serve: $(STAMP)  ## keep one emulator running (notebooks attach to it)
 
 doctor: $(STAMP)  ## check Python, packages, backend, credentials
 	$(PY) -m cloudlab doctor
+
+pipeline: $(STAMP)  ## the capstone: deploy the moderation pipeline, push the image set through its API, print the summary
+	$(PY) -m cloudlab pipeline run $(PIPELINE_ARGS)
 
 labs: $(STAMP)  ## regenerate labs/ from the masters in solutions/
 	$(PY) -m cloudlab labs build
@@ -103,6 +106,7 @@ bench: $(STAMP)  ## print the performance figures
 	cd bench && ../$(PY) dynamodb_races.py --races 1000 --racers 4
 	$(PY) bench/backoff_simulator.py
 	$(PY) bench/moderation.py
+	$(PY) bench/pipeline_rate.py
 
 student-release:  ## write build/student/: the course as students get it (no solutions/, no hidden tests)
 	rm -rf build/student && mkdir -p build/student

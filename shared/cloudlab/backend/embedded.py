@@ -73,6 +73,10 @@ def aws_url(service: str, region: str, headers, path: str, query: str) -> str:
 _DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
                                "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement",
                                "ExecuteTransaction"})
+# Reads that walk items while a write may change them: moto iterates its dicts with no lock, and
+# a Scan next to a PutItem fails with "dictionary changed size during iteration" (seen with the
+# capstone's sweeper scanning while analyzers write). They take the same lock as the writes.
+_DYNAMODB_LOCKED = _DYNAMODB_WRITES | frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
 _NO_LOCK = contextlib.nullcontext()
 
 
@@ -109,14 +113,15 @@ class MotoDispatcher:
         return routes
 
     def _write_lock_for(self, host: str, headers):
-        """DynamoDB writes run one at a time, so a condition check and its write are atomic.
+        """DynamoDB writes (and reads that walk items) run one at a time, so a condition check and
+        its write are atomic, and no read iterates an item a write is changing.
 
         moto evaluates a ConditionExpression and applies the write in two steps with no lock:
         two concurrent conditional updates can both pass the check (measured: 1-2 double
         winners in 1,000 races against moto's server). DynamoDB guarantees exactly one.
-        Reads, and every other service (SQS long polls included), are not held up.
+        Other DynamoDB calls, and every other service (SQS long polls included), are not held up.
         """
-        if host.startswith("dynamodb.") and headers.get("X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_WRITES:
+        if host.startswith("dynamodb.") and headers.get("X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_LOCKED:
             return self._dynamodb_write_lock
         # S3 conditional writes (If-None-Match: *, If-Match: ETag; notebook 02): moto checks the
         # condition, then stores, with no lock between; S3 lets exactly one racing writer win.
