@@ -224,8 +224,9 @@ def pipeline():
 
     cloudlab.use_backend()
     stack = deploy("browser-test")
-    site = publish_site(stack, bucket=f"browser-test-web-{uuid.uuid4().hex[:6]}")
-    yield stack, site
+    bucket = f"browser-test-web-{uuid.uuid4().hex[:6]}"
+    site = publish_site(stack, bucket=bucket)
+    yield stack, site, bucket
     stack.teardown()
 
 
@@ -252,11 +253,10 @@ def api_answer(api_url: str, payload: dict) -> tuple[int, dict]:
 def test_pipeline_good_image_reaches_a_decision(page, pipeline):
     from cloudlab.backend.s3_website import website_host_url
 
-    stack, site = pipeline
-    cloudlab.use_backend()
+    stack, _, bucket = pipeline
+    backend = cloudlab.use_backend()
     # AWS's host form of the website endpoint: its own origin, as <bucket>.s3-website-<region>.amazonaws.com
-    host_form = website_host_url(site.split("/_cloudlab/")[0], site.rstrip("/").rpartition("/")[2])
-    page.load(host_form)
+    page.load(website_host_url(backend.endpoint, bucket))
     name, image = a_good_image()
     page.upload(name, image)
     state = page.wait_for({"decided", "failed", "error", "rejected"}, timeout=180)
@@ -275,7 +275,7 @@ def test_pipeline_good_image_reaches_a_decision(page, pipeline):
 
 
 def test_pipeline_bad_file_shows_the_apis_message(page, pipeline):
-    stack, site = pipeline
+    stack, site, _ = pipeline
     cloudlab.use_backend()
     page.load(site)
     page.upload("holiday.png", NOT_AN_IMAGE)
