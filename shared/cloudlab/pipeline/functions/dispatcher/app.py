@@ -9,7 +9,7 @@ same results and only one finalizes); a terminal job is skipped. A message that 
 (malformed, or an unknown id: a poison message) is reported in ``batchItemFailures``, so SQS
 redelivers it and, after ``maxReceiveCount`` receives, moves it to the queue's dead-letter queue.
 
-Environment: JOBS_TABLE, MODERATION_FUNCTION, CUSTOM_FUNCTION.
+Environment: JOBS_TABLE, MODERATION_FUNCTION, CUSTOM_FUNCTION (ANALYZER_BRANCHES and <BRANCH>_FUNCTION for more).
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import os
 import boto3
 
 from moderation import joblog
-from moderation.coordination import claim_job
+from moderation.coordination import BRANCHES, claim_job
 
 table = boto3.resource("dynamodb").Table(os.environ["JOBS_TABLE"])
 lambda_client = boto3.client("lambda")
-ANALYZERS = {"moderation": os.environ["MODERATION_FUNCTION"], "custom": os.environ["CUSTOM_FUNCTION"]}
+# One analyzer function per branch: MODERATION_FUNCTION, CUSTOM_FUNCTION (and <BRANCH>_FUNCTION for
+# any further branch the template names in ANALYZER_BRANCHES).
+ANALYZERS = {branch: os.environ[f"{branch.upper()}_FUNCTION"] for branch in BRANCHES}
 
 
 def dispatch(message: dict) -> None:

@@ -25,13 +25,18 @@ subscribers can drop by ``job_id`` (SNS standard topics are at-least-once on AWS
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from decimal import Decimal
 
 from . import joblog
 
-BRANCHES = ("moderation", "custom")
+# The analyzer branches a job waits for. The template may name more (ANALYZER_BRANCHES, e.g.
+# "moderation,custom,format": notebook 06 adds a third branch that way); the decision rules
+# still read the moderation and custom results.
+BRANCHES = tuple(branch.strip() for branch in os.environ.get("ANALYZER_BRANCHES", "moderation,custom").split(",")
+                 if branch.strip())
 TERMINAL = ("decided", "failed")
 NOTIFY_LEASE_SECONDS = 60.0
 
@@ -137,7 +142,7 @@ def check_and_finalize(table, job_id: str, branch: str, result: dict) -> str | N
     item = table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item") or {}
     if item.get("finalized_by") == by:
         return item.get("decision")
-    if item.get("status") != "analyzing" or "moderation_result" not in item or "custom_result" not in item:
+    if item.get("status") != "analyzing" or any(f"{name}_result" not in item for name in BRANCHES):
         return None
     decision = decide(from_dynamo(item["moderation_result"]), from_dynamo(item["custom_result"]))
     try:
