@@ -95,15 +95,17 @@ def _name(reference) -> str:
 
 
 # -- jobs through the API ----------------------------------------------------------------------------
-def wait_for_job(api_url: str, job_id: str, timeout: float = 60.0, interval: float = 0.25) -> dict:
-    """``GET /jobs/{job_id}`` until the job is terminal (``decided`` or ``failed``), to a deadline;
-    the last document. ``TimeoutError`` names the status it was still in."""
+def wait_for_job(api_url: str, job_id: str, timeout: float = 60.0, interval: float = 0.25,
+                 notified: bool = False) -> dict:
+    """``GET /jobs/{job_id}`` until the job is terminal (``decided`` or ``failed``), and with
+    ``notified`` until its notification is marked sent (``notified_at``), to a deadline; the last
+    document. ``TimeoutError`` names the status it was still in."""
     import requests
 
     deadline = time.monotonic() + timeout
     while True:
         document = requests.get(f"{api_url}/jobs/{job_id}", timeout=30).json()
-        if document.get("status") in TERMINAL:
+        if document.get("status") in TERMINAL and (not notified or document.get("notified_at")):
             return document
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {document.get('status')!r} after {timeout:.0f} s")
