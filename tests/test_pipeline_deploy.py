@@ -137,7 +137,8 @@ def test_the_stack_reaches_create_complete_and_lists_what_moto_lacked(aws):
     noted = " | ".join(aws.created_by_deployer)
     for lid_and_type in ("NotesSubscription (AWS::SNS::Subscription)", "NotesQueuePolicy (AWS::SQS::QueuePolicy)",
                          "FailingFunctionEventInvokeConfig (AWS::Lambda::EventInvokeConfig)",
-                         "(AWS::ApiGateway::Stage)", "EchoFunction (AWS::Lambda::Function Layers)"):
+                         "(AWS::ApiGateway::Stage)", "EchoFunction (AWS::Lambda::Function Layers)",
+                         "FailingFunction (AWS::Lambda::Function DeadLetterConfig)"):
         assert lid_and_type in noted
     # every resource of the translated template is accounted for: made by moto or listed
     for lid in aws.template["Resources"]:
@@ -210,6 +211,13 @@ def test_an_async_failure_reaches_the_on_failure_destination_after_its_retries(a
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 2
     assert table.get_item(Key={"pk": f"failing#{tag}"})["Item"]["attempts"] == 2  # one try + one retry
+
+    def dead_letter():  # the function's DeadLetterConfig (SAM DeadLetterQueue) gets the original event too
+        got = sqs.receive_message(QueueUrl=aws.output("DeadLettersQueueUrl"), WaitTimeSeconds=1, MaxNumberOfMessages=10,
+                                  MessageAttributeNames=["All"]).get("Messages", [])
+        return [m for m in got if json.loads(m["Body"]).get("id") == tag]
+    message = poll(dead_letter, 20, "the failed event reached the function's dead-letter queue")[0]
+    assert "failing on purpose" in message["MessageAttributes"]["ErrorMessage"]["StringValue"]
 
 
 def test_the_schedule_rule_fires_the_function_at_the_local_rate(aws):
