@@ -82,6 +82,8 @@ bench: $(STAMP)  ## print the performance figures
 	$(PY) bench/lambda_overhead.py
 	cd bench && ../$(PY) dynamodb_races.py --races 1000 --racers 4
 	$(PY) bench/backoff_simulator.py
+	$(PY) bench/moderation.py
+	$(PY) bench/pipeline_deploy.py
 	$(PY) bench/pipeline_rate.py
 
 student-release:  ## write build/student/: the course as students get it (no solutions/, no hidden tests)

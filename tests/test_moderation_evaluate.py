@@ -57,6 +57,9 @@ def test_rows_from_jobs_joins_pipeline_documents_with_truth(rows):
     assert [row["job_id"] for row in joined] == ["j1", "j2"]
     assert joined[0]["truth"] == "unsafe" and joined[0]["pipeline_decision"] == "reject"
     assert evaluate.decide_all(joined) == ["reject", "manual_review"]  # j2: custom result missing (rule 1)
+    table = evaluate.pipeline_confusion(joined)
+    assert list(table.columns) == ["approve", "warn", "reject", "manual_review", "none"]
+    assert table.loc["unsafe", "reject"] == 1 and table.loc["safe", "none"] == 1  # j2 has no decision yet
 
 
 def test_offline_results_have_the_contracts_result_maps(rows):

@@ -41,6 +41,7 @@ def test_training_is_deterministic_fast_and_honest_about_held_out_accuracy():
     _, X, _ = train.dataset()
     p1 = first["model"].predict_proba(X)
     assert np.array_equal(p1, second["model"].predict_proba(X))
+    assert list(first["model"].classes_) == [0, 1]
     metrics = first["metrics"]
     assert metrics["test_images"] >= 20 and metrics["train_images"] + metrics["test_images"] == len(X)
     assert 0.75 <= metrics["test_accuracy"] <= 1.0  # a real model: better than always saying "not unsafe" (68%)
@@ -82,3 +83,15 @@ def test_the_trainer_runs_as_a_module(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "held-out accuracy" in done.stdout and out.exists()
+
+
+def test_the_bundle_api_the_custom_analyzer_function_uses(tmp_path):
+    """``features.load_model(path)`` -> bundle; ``bundle["name"]``; ``unsafe_probability(bundle, bytes)``."""
+    bundle = features.load_model(train.ensure_model(tmp_path / "m.joblib"))
+    assert bundle["name"] == train.MODEL_NAME and bundle["features_version"] == features.FEATURES_VERSION
+    assert set(bundle["metrics"]) >= {"test_accuracy", "train_accuracy", "test_images"}
+    image = (DATA / "holiday_snap.png").read_bytes()
+    expected = float(bundle["model"].predict_proba([features.image_features(image)])[0][1])
+    assert features.unsafe_probability(bundle, image) == expected
+    with pytest.raises(features.NotAnImage):
+        features.unsafe_probability(bundle, b"GIF89a not for us")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -181,3 +180,26 @@ def test_under_localstack_rekognition_is_the_stand_in_and_s3_reads_go_to_localst
     assert answer["ModerationModelVersion"] == "7.0" and answer["ModerationLabels"]
     assert local_services.data_endpoint() == fake_localstack
     assert moderation_standin._s3_client().meta.endpoint_url == fake_localstack
+
+
+@pytest.mark.localstack
+@pytest.mark.skipif(os.environ.get("CLOUDLAB_BACKEND") != "localstack" or not os.environ.get("LOCALSTACK_HOST"),
+                    reason="needs a real LocalStack: make test-localstack")
+def test_against_real_localstack_the_stand_in_reads_the_object_from_localstacks_s3():
+    backend = cloudlab.use_backend("localstack")
+    try:
+        s3, rekognition = boto3.client("s3"), boto3.client("rekognition")
+        assert s3.meta.endpoint_url == backend.endpoint != rekognition.meta.endpoint_url
+        s3.create_bucket(Bucket="ls-standin")
+        s3.put_object(Bucket="ls-standin", Key="u/holiday.png", Body=_data("holiday_snap.png"))
+        answer = rekognition.detect_moderation_labels(Image={"S3Object": {"Bucket": "ls-standin", "Name": "u/holiday.png"}})
+        assert any(label["Name"] == "Violence" for label in answer["ModerationLabels"])
+        # The object exists only in LocalStack: the embedded emulator has no such bucket.
+        embedded_s3 = boto3.client("s3", endpoint_url=backend.lambda_endpoint)
+        assert "ls-standin" not in [bucket["Name"] for bucket in embedded_s3.list_buckets()["Buckets"]]
+        assert code(lambda: rekognition.detect_moderation_labels(
+            Image={"S3Object": {"Bucket": "ls-standin", "Name": "u/missing.png"}})) == "InvalidS3ObjectException"
+        s3.delete_object(Bucket="ls-standin", Key="u/holiday.png")
+        s3.delete_bucket(Bucket="ls-standin")
+    finally:
+        cloudlab.use_backend("embedded")

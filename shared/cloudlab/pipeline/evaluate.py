@@ -7,6 +7,7 @@ the stored results with other :class:`Thresholds` and count again::
     rows = evaluate.rows_from_jobs(jobs)             # job documents from the pipeline (GET /jobs/{id} or the table)
     rows = evaluate.offline_results()                # or: both analyzers run here, no pipeline at all
     evaluate.confusion(rows)                         # truth x decision counts, default thresholds
+    evaluate.pipeline_confusion(rows)                # the decisions the pipeline actually made
     evaluate.sweep(rows, "moderation_certain", [85, 90, 95, 99])
 
 A *row* is a dict with ``filename``, ``truth`` (``safe`` | ``suggestive`` | ``unsafe``, from
@@ -97,15 +98,30 @@ def decide_all(rows: Iterable[Mapping], thresholds=None) -> list[str]:
     return [decisions.decide(row["moderation_result"], row["custom_result"], thresholds) for row in rows]
 
 
-def confusion(rows: Iterable[Mapping], thresholds=None):
-    """A pandas table: one row per truth, one column per decision, counts (all four columns always)."""
+def _table(truths: list[str], decisions: list[str], extra_columns: tuple[str, ...] = ()):
     import pandas as pd
 
-    rows = list(rows)
-    frame = pd.DataFrame({"truth": [row["truth"] for row in rows], "decision": decide_all(rows, thresholds)})
+    frame = pd.DataFrame({"truth": truths, "decision": decisions})
     table = pd.crosstab(frame["truth"], frame["decision"])
-    return table.reindex(index=[t for t in TRUTHS if t in set(frame["truth"])],
-                         columns=list(_decisions().DECISIONS), fill_value=0)
+    return table.reindex(index=[t for t in TRUTHS if t in set(truths)],
+                         columns=list(_decisions().DECISIONS) + list(extra_columns), fill_value=0)
+
+
+def confusion(rows: Iterable[Mapping], thresholds=None):
+    """A pandas table: one row per truth, one column per decision, counts (all four columns always).
+
+    The decisions are recomputed from the stored results with ``thresholds``.
+    """
+    rows = list(rows)
+    return _table([row["truth"] for row in rows], decide_all(rows, thresholds))
+
+
+def pipeline_confusion(rows: Iterable[Mapping]):
+    """The same table from the decisions the pipeline made (``rows_from_jobs``' ``pipeline_decision``);
+    jobs without one (failed, or still running) are counted in a fifth column, ``none``."""
+    rows = list(rows)
+    decisions = [row.get("pipeline_decision") or "none" for row in rows]
+    return _table([row["truth"] for row in rows], decisions, ("none",))
 
 
 def outcome_counts(rows: Iterable[Mapping], thresholds=None) -> dict[str, int]:
@@ -148,4 +164,5 @@ def sweep(rows: Iterable[Mapping], name: str, values: Iterable[float], base=None
 
 
 __all__ = ["TRUTHS", "EXPECTED", "thresholds", "offline_results", "rows_from_jobs", "decide_all", "confusion",
+           "pipeline_confusion",
            "outcome_counts", "sweep", "labels_by_filename"]

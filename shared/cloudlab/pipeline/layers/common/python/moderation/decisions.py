@@ -13,8 +13,9 @@ Inputs (the pipeline contract's result maps; numbers may be ``float``, ``int`` o
 
 - ``moderation_result``: ``{"labels": [{"Name", "ParentName", "Confidence", "TaxonomyLevel"}, ...],
   "model_version": "7.0", "max_confidence": float, "top_category": str | None}``, built from
-  Rekognition's ``DetectModerationLabels`` answer. Rekognition returns every ancestor of a
-  detected label as a label of its own, so the top-level categories are always present.
+  Rekognition's ``DetectModerationLabels`` answer. A level-2 or level-3 label comes with its
+  ancestors as labels of their own (the course's stand-in always lists them), so the verdict
+  is read from the top-level ones.
 - ``custom_result``: ``{"unsafe_probability": float in [0, 1], "model": str, ...}``.
 - A result that is ``None`` or has an ``"error"`` key means that analyzer FAILED.
 
@@ -24,7 +25,7 @@ SPECIFICATION
 Definitions (``t`` is the :class:`Thresholds`; every comparison is ``>=``, so a value exactly
 at a threshold counts as reaching it):
 
-- A *top-level label* is a label whose ``ParentName`` is ``""`` or absent. Only top-level
+- A *top-level label* is a label whose ``ParentName`` is ``""``, ``None`` or absent. Only top-level
   labels are used; level-2 and level-3 labels are detail for the human reviewer.
 - A top-level label is a *reject category* if its ``Name`` is in ``t.reject_categories``;
   every other top-level name (including names this module has never heard of) is a
