@@ -405,8 +405,9 @@ def run(count: int | None = None, chaos: bool = False, clients: int = 8, timeout
     if not stack.api_url:
         raise RuntimeError("the stack has no API front (deploy(api=True) serves one)")
     session = _runner_session()
-    sqs, logs = session.client("sqs"), session.client("logs")
     embedded = _embedded_endpoint(backend)
+    # CloudWatch Logs is where the local Lambda service ships the functions' logs: the embedded backend's
+    sqs, logs = session.client("sqs"), session.client("logs", endpoint_url=embedded)
     functions = list(stack.function_names.values())
     stuck_after = float(stack.outputs.get("StuckAfterSeconds") or (parameters or {}).get("StuckAfterSeconds")
                         or (CHAOS_PARAMETERS if chaos else deployer.LOCAL_PARAMETERS)["StuckAfterSeconds"])
