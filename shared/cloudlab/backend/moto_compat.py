@@ -52,7 +52,8 @@ moto internal                                              read by, for         
 =========================================================  ==========================================================  =======
 
 "since" is the first moto release with that name at that path, read from moto's git history
-(">5.2.3": newer than the history at hand; "5.2.5*": not traced back, present in the pin); the shapes are those of ``MOTO_VERSION``.
+(">5.2.3": newer than the history at hand; "5.2.5*": not traced back, present in the pin);
+the shapes are those of ``MOTO_VERSION``.
 :data:`INTERNALS` lists each one with the shape cloudlab relies on, and :func:`problems` says
 which no longer match; :func:`check_installed_version` runs it when another moto is installed.
 """
