@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import boto3
 import pytest
@@ -88,3 +89,18 @@ def test_load_images_repeats_the_set_and_refuses_a_bad_count():
     with pytest.raises(ValueError, match="at least 1"):
         pipeline_run.load_images(0)
     assert pipeline_run.percentile([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0 and pipeline_run.percentile([], 0.5) is None
+
+
+@pytest.mark.localstack
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(os.environ.get("CLOUDLAB_BACKEND") != "localstack" or not os.environ.get("LOCALSTACK_HOST"),
+                    reason="needs a real LocalStack: make test-localstack")
+def test_chaos_meets_its_criteria_against_real_localstack(monkeypatch):
+    """S3, SQS and SNS are LocalStack's; DynamoDB and Lambda (where the faults are made) the embedded backend's."""
+    monkeypatch.setenv("CLOUDLAB_BACKEND", "localstack")
+    monkeypatch.setenv("LOCALSTACK_HOST", os.environ["LOCALSTACK_HOST"])
+    assert cloudlab.use_backend("localstack").name == "localstack"
+    summary = pipeline_run.run(count=12, chaos=True, clients=4, timeout=300, stack_name=f"ls-chaos-{os.getpid()}",
+                               progress=False, teardown=True)
+    assert summary["backend"] == "localstack" and summary["chaos"]["passed"], summary["chaos"]
+    assert summary["dlq_depth"]["jobs"] >= 2
