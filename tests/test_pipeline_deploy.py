@@ -302,6 +302,15 @@ def test_the_cli_registers_deploy_and_teardown(capsys):
     cloudlab.use_backend()
     assert main(["pipeline", "teardown", "--stack", "never-deployed"]) == 0
     assert "never-deployed was not deployed" in capsys.readouterr().out
+    assert main(["pipeline", "deploy", "--template", str(FIXTURE), "--stack", "cli-fixture", "--json",
+                 "--param", "TickSchedule=rate(1 hour)"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["stack"] == "cli-fixture" and printed["outputs"]["ApiUrl"].startswith("http://127.0.0.1:")
+    assert any("AWS::SNS::Subscription" in note for note in printed["created_by_deployer"])
+    assert main(["pipeline", "teardown", "--stack", "cli-fixture"]) == 0
+    assert "cli-fixture deleted" in capsys.readouterr().out
+    assert main(["pipeline", "deploy", "--template", str(FIXTURE), "--param", "TickSchedul=x"]) == 1
+    assert "no parameter TickSchedul" in capsys.readouterr().err
 
 
 def test_a_lab_override_of_the_capstone_layer_lands_in_the_layer_zip_only():
