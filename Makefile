@@ -107,6 +107,7 @@ bench: $(STAMP)  ## print the performance figures
 	$(PY) bench/backoff_simulator.py
 	$(PY) bench/moderation.py
 	$(PY) bench/pipeline_rate.py
+	$(PY) bench/pipeline_deploy.py
 
 student-release:  ## write build/student/: the course as students get it (no solutions/, no hidden tests)
 	rm -rf build/student && mkdir -p build/student

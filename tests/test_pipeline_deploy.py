@@ -294,3 +294,31 @@ def test_the_cli_registers_deploy_and_teardown(capsys):
     cloudlab.use_backend()
     assert main(["pipeline", "teardown", "--stack", "never-deployed"]) == 0
     assert "never-deployed was not deployed" in capsys.readouterr().out
+
+
+def test_a_lab_override_of_the_capstone_layer_lands_in_the_layer_zip_only():
+    import io
+    import zipfile
+
+    class RecordingS3:
+        def __init__(self):
+            self.objects = {}
+
+        def put_object(self, Bucket, Key, Body):
+            self.objects[Key] = Body
+
+    s3 = RecordingS3()
+    student = "def claim_job(table, job_id):\n    return True  # a student's version\n"
+    sam = deployer.load_template(deployer.TEMPLATE)
+    packaged, keys = deployer.package(sam, deployer.PIPELINE_DIR,
+                                      {"layers/common/python/moderation/coordination.py": student},
+                                      s3, "artifacts", "packages/lab")
+    layer_id = next(lid for lid, r in sam["Resources"].items() if r["Type"] == "AWS::Serverless::LayerVersion")
+    assert set(keys) == {layer_id, "UploadFunction", "StatusFunction", "DispatcherFunction",
+                         "ModerationAnalyzerFunction", "CustomAnalyzerFunction", "SweeperFunction"}
+    layer = zipfile.ZipFile(io.BytesIO(s3.objects[keys[layer_id]]))
+    assert layer.read("python/moderation/coordination.py").decode() == student
+    assert "python/moderation/decisions.py" in layer.namelist()  # the rest of the layer is still there
+    assert packaged["Resources"][layer_id]["Properties"]["ContentUri"] == f"s3://artifacts/{keys[layer_id]}"
+    upload = zipfile.ZipFile(io.BytesIO(s3.objects[keys["UploadFunction"]]))
+    assert "app.py" in upload.namelist() and not any("coordination" in name for name in upload.namelist())
