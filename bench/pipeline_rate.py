@@ -3,7 +3,9 @@
 Starts the embedded backend in this process (as ``make pipeline`` does), deploys the template,
 runs ``--warmup`` uploads (default 24) so execution environments exist (their cold-start p95
 is printed apart), then ``pipeline run`` with ``--count`` uploads (default 200) from 8 HTTP
-clients against the same stack. Prints:
+clients against the same stack, with the local Lambda service's account concurrency at 40,
+40 environments and 12 async-invoke workers (:data:`SETTINGS`; the defaults, 10/24/4, model a
+small account and throttle the pipeline). Prints:
 
 - jobs per second: accepted jobs / (last first-notification - first upload);
 - upload-to-notification latency p50/p95 (upload sent -> notification received by the SNS
@@ -26,6 +28,9 @@ import time
 import cloudlab
 from cloudlab.pipeline import run as pipeline_run
 
+SETTINGS = {"CLOUDLAB_LAMBDA_CONCURRENCY": "40", "CLOUDLAB_LAMBDA_MAX_ENVIRONMENTS": "40",
+            "CLOUDLAB_LAMBDA_ASYNC_WORKERS": "12"}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,6 +40,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.pop("CLOUDLAB_ENDPOINT", None)
+    # An account with room to run the pipeline (AWS's default quota is 1,000 concurrent
+    # executions; the course's default of 10 models a small one). Set before the service starts.
+    for name, value in SETTINGS.items():
+        os.environ.setdefault(name, value)
     cloudlab.use_backend("embedded")
     from cloudlab.pipeline.deploy import deploy
 
@@ -67,6 +76,7 @@ def main() -> None:
           f"p95 {figures['latency_p95_s']} s ({target} the target: >= 20 jobs/s, p95 < 2 s)")
     print(f"  API calls per job (server-side): {figures['api_calls_per_job']} {figures['api_calls_by_service']}; "
           f"{figures['lambda_invocations']} Lambda invocations")
+    print("  local Lambda service: " + ", ".join(f"{name}={os.environ[name]}" for name in SETTINGS))
     print(f"  emulator CPU {figures['emulator_cpu_s']} s = {figures['emulator_share_of_wall']:.0%} of the run's "
           f"{figures['run_wall_s']} s wall clock, {figures['emulator_share_of_process_cpu']:.0%} of this process's CPU")
 

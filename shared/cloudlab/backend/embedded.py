@@ -73,10 +73,11 @@ def aws_url(service: str, region: str, headers, path: str, query: str) -> str:
 _DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
                                "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement",
                                "ExecuteTransaction"})
-# Reads that walk items while a write may change them: moto iterates its dicts with no lock, and
-# a Scan next to a PutItem fails with "dictionary changed size during iteration" (seen with the
-# capstone's sweeper scanning while analyzers write). They take the same lock as the writes.
-_DYNAMODB_LOCKED = _DYNAMODB_WRITES | frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+# Reads that walk moto's dicts with no lock: next to a concurrent write they can fail with
+# "dictionary changed size during iteration" (seen: the capstone's sweeper scanning while
+# analyzers write). They are not held up by writes; they are simply run again (_read_again).
+_DYNAMODB_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+_READ_ATTEMPTS = 5
 _NO_LOCK = contextlib.nullcontext()
 
 
@@ -113,15 +114,14 @@ class MotoDispatcher:
         return routes
 
     def _write_lock_for(self, host: str, headers):
-        """DynamoDB writes (and reads that walk items) run one at a time, so a condition check and
-        its write are atomic, and no read iterates an item a write is changing.
+        """DynamoDB writes run one at a time, so a condition check and its write are atomic.
 
         moto evaluates a ConditionExpression and applies the write in two steps with no lock:
         two concurrent conditional updates can both pass the check (measured: 1-2 double
         winners in 1,000 races against moto's server). DynamoDB guarantees exactly one.
         Other DynamoDB calls, and every other service (SQS long polls included), are not held up.
         """
-        if host.startswith("dynamodb.") and headers.get("X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_LOCKED:
+        if host.startswith("dynamodb.") and headers.get("X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_WRITES:
             return self._dynamodb_write_lock
         # S3 conditional writes (If-None-Match: *, If-Match: ETag; notebook 02): moto checks the
         # condition, then stores, with no lock between; S3 lets exactly one racing writer win.
@@ -139,11 +139,19 @@ class MotoDispatcher:
             return 400, {}, _error_xml("UnknownService", f"no emulated service for {parts.netloc}")
         for pattern, handler in routes:
             if pattern.match(clean_url):
-                request = _moto_request(method, parts, headers, body)
                 lock = self._write_lock_for(parts.netloc, headers)
+                attempts = _READ_ATTEMPTS if (parts.netloc.startswith("dynamodb.") and headers.get(
+                    "X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_READS) else 1
                 try:
-                    with lock:
-                        status, response_headers, response_body = handler(request, request.raw_url, request.headers)
+                    for attempt in range(attempts):
+                        request = _moto_request(method, parts, headers, body)
+                        try:
+                            with lock:
+                                status, response_headers, response_body = handler(request, request.raw_url, request.headers)
+                            break
+                        except RuntimeError as error:  # a read met a concurrent write mid-iteration: read again
+                            if attempt + 1 == attempts or "changed size during iteration" not in str(error):
+                                raise
                 except HTTPException as error:
                     status, response_headers, response_body = error.code, dict(error.get_headers()), error.get_body()
                 return status, dict(response_headers or {}), response_body
