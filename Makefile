@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Tests never attach to an emulator someone is serving for JupyterLab.
 TEST_ENV := CLOUDLAB_STATE_DIR=$(CURDIR)/.cloudlab-test MPLBACKEND=Agg
 
-.PHONY: help install lab serve test test-fast test-localstack labs bench doctor pipeline student-release clean
+.PHONY: help install lab serve test test-fast test-localstack test-browser labs bench doctor pipeline student-release clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -51,7 +51,30 @@ test: $(STAMP)  ## everything CI checks: unit tests, grader checks, nbval over n
 	    || { echo "the emulator for the notebooks did not start; its log:" >&2; cat .cloudlab-test/serve.log >&2; exit 1; }; \
 	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider --nbval \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300 \
-	    tests notebooks $(wildcard solutions)
+	    --ignore=$(BROWSER_TESTS) tests notebooks $(wildcard solutions)
+
+# The capstone's upload page in headless Chromium (Debian's chromium + chromium-driver, driven by
+# Selenium from the venv). Installed here when missing and this is root (as in CI); otherwise the
+# tests skip and say why. Screenshots stay in .cloudlab-test/artifacts/browser/.
+BROWSER_TESTS := tests/test_browser_client.py
+BROWSER_PACKAGES := chromium chromium-driver
+
+test-browser: $(STAMP)  ## the upload page in headless Chromium: CORS as a browser enforces it, against the deployed pipeline (CI runs it after test)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	        echo "installing Debian's $(BROWSER_PACKAGES)"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES) > /dev/null; \
+	    else \
+	        echo "no chromium/chromedriver and not root: the browser tests will skip (sudo apt-get install $(BROWSER_PACKAGES))"; \
+	    fi; \
+	fi
+	@# In CI a browser test that skips proves nothing: no Chromium there is a failure.
+	@if [ -n "$$CI" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then \
+	    echo "CI: Debian's $(BROWSER_PACKAGES) could not be installed; the browser tests cannot run" >&2; exit 1; \
+	fi
+	@mkdir -p .cloudlab-test
+	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider -rs $(BROWSER_TESTS)
+	@echo "screenshots: $(CURDIR)/.cloudlab-test/artifacts/browser/"; ls .cloudlab-test/artifacts/browser 2> /dev/null || true
 
 # Real LocalStack 4.14 (host mode, no Docker) in its own venv, from pinned requirements; rebuilt
 # only when .ci/localstack-requirements.txt is newer than the venv's stamp.
@@ -75,7 +98,7 @@ test-localstack: $(STAMP)  ## conformance suite + LocalStack-marked tests agains
 	echo "make test-localstack took $$(( $$(date +%s) - start )) s"; exit $$status
 
 test-fast: $(STAMP)  ## unit tests only
-	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider tests
+	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider --ignore=$(BROWSER_TESTS) tests
 
 bench: $(STAMP)  ## print the performance figures
 	$(PY) bench/backend_rate.py
