@@ -137,7 +137,8 @@ def test_the_stack_reaches_create_complete_and_lists_what_moto_lacked(aws):
     noted = " | ".join(aws.created_by_deployer)
     for lid_and_type in ("NotesSubscription (AWS::SNS::Subscription)", "NotesQueuePolicy (AWS::SQS::QueuePolicy)",
                          "FailingFunctionEventInvokeConfig (AWS::Lambda::EventInvokeConfig)",
-                         "(AWS::ApiGateway::Stage)", "EchoFunction (AWS::Lambda::Function Layers)"):
+                         "(AWS::ApiGateway::Stage)", "EchoFunction (AWS::Lambda::Function Layers)",
+                         "FailingFunction (AWS::Lambda::Function DeadLetterConfig)"):
         assert lid_and_type in noted
     # every resource of the translated template is accounted for: made by moto or listed
     for lid in aws.template["Resources"]:
@@ -210,6 +211,13 @@ def test_an_async_failure_reaches_the_on_failure_destination_after_its_retries(a
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 2
     assert table.get_item(Key={"pk": f"failing#{tag}"})["Item"]["attempts"] == 2  # one try + one retry
+
+    def dead_letter():  # the function's DeadLetterConfig (SAM DeadLetterQueue) gets the original event too
+        got = sqs.receive_message(QueueUrl=aws.output("DeadLettersQueueUrl"), WaitTimeSeconds=1, MaxNumberOfMessages=10,
+                                  MessageAttributeNames=["All"]).get("Messages", [])
+        return [m for m in got if json.loads(m["Body"]).get("id") == tag]
+    message = poll(dead_letter, 20, "the failed event reached the function's dead-letter queue")[0]
+    assert "failing on purpose" in message["MessageAttributes"]["ErrorMessage"]["StringValue"]
 
 
 def test_the_schedule_rule_fires_the_function_at_the_local_rate(aws):
@@ -294,6 +302,15 @@ def test_the_cli_registers_deploy_and_teardown(capsys):
     cloudlab.use_backend()
     assert main(["pipeline", "teardown", "--stack", "never-deployed"]) == 0
     assert "never-deployed was not deployed" in capsys.readouterr().out
+    assert main(["pipeline", "deploy", "--template", str(FIXTURE), "--stack", "cli-fixture", "--json",
+                 "--param", "TickSchedule=rate(1 hour)"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["stack"] == "cli-fixture" and printed["outputs"]["ApiUrl"].startswith("http://127.0.0.1:")
+    assert any("AWS::SNS::Subscription" in note for note in printed["created_by_deployer"])
+    assert main(["pipeline", "teardown", "--stack", "cli-fixture"]) == 0
+    assert "cli-fixture deleted" in capsys.readouterr().out
+    assert main(["pipeline", "deploy", "--template", str(FIXTURE), "--param", "TickSchedul=x"]) == 1
+    assert "no parameter TickSchedul" in capsys.readouterr().err
 
 
 def test_a_lab_override_of_the_capstone_layer_lands_in_the_layer_zip_only():

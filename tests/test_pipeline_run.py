@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import time
 
 import boto3
 import pytest
@@ -64,6 +66,16 @@ def test_run_pushes_images_through_the_api_and_bad_uploads_store_nothing():
     assert code == 200 and job["filename"] == "cat.png" and job["timeline"][0]["stage"] == "uploaded"
     assert api.request("GET", "/jobs/no-such-job")[0] == 404
 
+    # the same job's timeline, assembled from the functions' JSON log lines in CloudWatch Logs
+    functions = list(stack.function_names.values())
+    stages = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "notified" not in stages:
+        stages = [event["stage"] for event in pipeline_run.job_timeline(functions, answer["job_id"])]
+        time.sleep(0.5)  # logs are shipped asynchronously; polled to the deadline
+    assert stages[0] == "uploaded" and stages[-1] == "notified", stages
+    assert {"dispatched", "moderation_done", "custom_done", "finalized"} <= set(stages), stages
+
 
 @pytest.mark.timeout(420)
 def test_chaos_meets_its_criteria_and_replay_moves_dlq_messages_back():
@@ -88,3 +100,18 @@ def test_load_images_repeats_the_set_and_refuses_a_bad_count():
     with pytest.raises(ValueError, match="at least 1"):
         pipeline_run.load_images(0)
     assert pipeline_run.percentile([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0 and pipeline_run.percentile([], 0.5) is None
+
+
+@pytest.mark.localstack
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(os.environ.get("CLOUDLAB_BACKEND") != "localstack" or not os.environ.get("LOCALSTACK_HOST"),
+                    reason="needs a real LocalStack: make test-localstack")
+def test_chaos_meets_its_criteria_against_real_localstack(monkeypatch):
+    """S3, SQS and SNS are LocalStack's; DynamoDB and Lambda (where the faults are made) the embedded backend's."""
+    monkeypatch.setenv("CLOUDLAB_BACKEND", "localstack")
+    monkeypatch.setenv("LOCALSTACK_HOST", os.environ["LOCALSTACK_HOST"])
+    assert cloudlab.use_backend("localstack").name == "localstack"
+    summary = pipeline_run.run(count=12, chaos=True, clients=4, timeout=300, stack_name=f"ls-chaos-{os.getpid()}",
+                               progress=False, teardown=True)
+    assert summary["backend"] == "localstack" and summary["chaos"]["passed"], summary["chaos"]
+    assert summary["dlq_depth"]["jobs"] >= 2

@@ -862,19 +862,27 @@ def _find_layer(lam, stack_name: str, lid: str, notes: list[str]) -> str:
 
 
 def _fill_function_properties(clients, resources: dict, resolver: Resolver, notes: list[str]) -> None:
-    """Set function properties moto's CloudFormation dropped (``Layers``), checked, not assumed."""
+    """Set function properties moto's CloudFormation dropped (``Layers``, ``DeadLetterConfig``),
+    checked, not assumed."""
     lam = clients.embedded("lambda")
     for lid, resource in resources.items():
         if resource["Type"] != "AWS::Lambda::Function":
             continue
-        wanted = resolver.resolve((resource.get("Properties") or {}).get("Layers") or [])
-        if not wanted:
+        properties = resource.get("Properties") or {}
+        wanted = resolver.resolve(properties.get("Layers") or [])
+        dead_letter = resolver.resolve(properties.get("DeadLetterConfig") or {})
+        if not wanted and not dead_letter:
             continue
         name = resolver.refs[lid]
-        have = [layer["Arn"] for layer in lam.get_function_configuration(FunctionName=name).get("Layers", [])]
-        if have != wanted:
+        configuration = lam.get_function_configuration(FunctionName=name)
+        have = [layer["Arn"] for layer in configuration.get("Layers", [])]
+        if wanted and have != wanted:
             lam.update_function_configuration(FunctionName=name, Layers=wanted)
             notes.append(f"{lid} (AWS::Lambda::Function Layers): dropped by moto's CloudFormation; "
+                         "set with update_function_configuration")
+        if dead_letter and (configuration.get("DeadLetterConfig") or {}).get("TargetArn") != dead_letter.get("TargetArn"):
+            lam.update_function_configuration(FunctionName=name, DeadLetterConfig=dead_letter)
+            notes.append(f"{lid} (AWS::Lambda::Function DeadLetterConfig): dropped by moto's CloudFormation; "
                          "set with update_function_configuration")
 
 
