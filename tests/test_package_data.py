@@ -16,7 +16,9 @@ RUNTIME_DATA = ("cloudlab/data/aws_prices.csv", "cloudlab/data/storage_performan
                 "cloudlab/pipeline/template.yaml", "cloudlab/pipeline/functions/upload/app.py",
                 "cloudlab/pipeline/functions/custom_analyzer/requirements.txt",
                 "cloudlab/pipeline/layers/common/python/moderation/coordination.py",
-                "cloudlab/pipeline/layers/common/python/moderation/decisions.py")
+                "cloudlab/pipeline/layers/common/python/moderation/decisions.py",
+                # the third branch notebook 06 adds (pipeline.extension)
+                "cloudlab/pipeline/examples/format_analyzer/app.py")
 
 CHECK = """
 import sys
