@@ -82,8 +82,9 @@ bench: $(STAMP)  ## print the performance figures
 	$(PY) bench/lambda_overhead.py
 	cd bench && ../$(PY) dynamodb_races.py --races 1000 --racers 4
 	$(PY) bench/backoff_simulator.py
-	$(PY) bench/pipeline_rate.py
 	$(PY) bench/moderation.py
+	$(PY) bench/pipeline_deploy.py
+	$(PY) bench/pipeline_rate.py
 
 student-release:  ## write build/student/: the course as students get it (no solutions/, no hidden tests)
 	rm -rf build/student && mkdir -p build/student

@@ -106,3 +106,21 @@ def test_bad_rules_are_refused():
     with pytest.raises(ValueError):
         chaos.Rule(fault="explode", service="dynamodb")
     assert chaos.http_answer("POST", b'{"rules": [{"fault": "nope", "service": "s3"}]}')[0] == 400
+
+
+def test_a_dynamodb_read_that_meets_a_concurrent_write_mid_iteration_is_read_again(table, monkeypatch):
+    """moto walks its item dicts unlocked; a Scan beside a PutItem can fail with "dictionary
+    changed size during iteration". The embedded backend runs such a read again."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    backend, name, rules = table
+    original, failures = DynamoDBBackend.scan, []
+
+    def scan_failing_once(self, *args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("dictionary changed size during iteration")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "scan", scan_failing_once)
+    assert client(1).scan(TableName=name)["Count"] == 0 and failures == [1]

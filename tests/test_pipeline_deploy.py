@@ -137,12 +137,22 @@ def test_the_stack_reaches_create_complete_and_lists_what_moto_lacked(aws):
     noted = " | ".join(aws.created_by_deployer)
     for lid_and_type in ("NotesSubscription (AWS::SNS::Subscription)", "NotesQueuePolicy (AWS::SQS::QueuePolicy)",
                          "FailingFunctionEventInvokeConfig (AWS::Lambda::EventInvokeConfig)",
-                         "(AWS::ApiGateway::Stage)", "EchoFunction (AWS::Lambda::Function Layers)"):
+                         "(AWS::ApiGateway::Stage)", "EchoFunction (AWS::Lambda::Function Layers)",
+                         "FailingFunction (AWS::Lambda::Function DeadLetterConfig)"):
         assert lid_and_type in noted
     # every resource of the translated template is accounted for: made by moto or listed
     for lid in aws.template["Resources"]:
         assert lid in created or lid in noted, lid
     assert aws.deploy_seconds > 0
+
+
+def test_the_readme_table_names_every_gap_the_deployer_filled(aws):
+    table = [line for line in (ROOT / "README.md").read_text().split("## The capstone pipeline: deployment")[1]
+             .split("\n## ")[0].splitlines() if line.startswith("| `AWS::")]
+    for note in aws.created_by_deployer:
+        kind, _, prop = note.split(" (", 1)[1].split(")", 1)[0].partition(" ")
+        rows = [line for line in table if f"`{kind}`" in line.split("|")[1] and (not prop or f"`{prop}`" in line.split("|")[1])]
+        assert rows, f"README.md's deployment table has no row for {kind} {prop}: {note}"
 
 
 def test_outputs_are_usable_names_on_this_backend(aws):
@@ -201,6 +211,13 @@ def test_an_async_failure_reaches_the_on_failure_destination_after_its_retries(a
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 2
     assert table.get_item(Key={"pk": f"failing#{tag}"})["Item"]["attempts"] == 2  # one try + one retry
+
+    def dead_letter():  # the function's DeadLetterConfig (SAM DeadLetterQueue) gets the original event too
+        got = sqs.receive_message(QueueUrl=aws.output("DeadLettersQueueUrl"), WaitTimeSeconds=1, MaxNumberOfMessages=10,
+                                  MessageAttributeNames=["All"]).get("Messages", [])
+        return [m for m in got if json.loads(m["Body"]).get("id") == tag]
+    message = poll(dead_letter, 20, "the failed event reached the function's dead-letter queue")[0]
+    assert "failing on purpose" in message["MessageAttributes"]["ErrorMessage"]["StringValue"]
 
 
 def test_the_schedule_rule_fires_the_function_at_the_local_rate(aws):
@@ -285,3 +302,40 @@ def test_the_cli_registers_deploy_and_teardown(capsys):
     cloudlab.use_backend()
     assert main(["pipeline", "teardown", "--stack", "never-deployed"]) == 0
     assert "never-deployed was not deployed" in capsys.readouterr().out
+    assert main(["pipeline", "deploy", "--template", str(FIXTURE), "--stack", "cli-fixture", "--json",
+                 "--param", "TickSchedule=rate(1 hour)"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["stack"] == "cli-fixture" and printed["outputs"]["ApiUrl"].startswith("http://127.0.0.1:")
+    assert any("AWS::SNS::Subscription" in note for note in printed["created_by_deployer"])
+    assert main(["pipeline", "teardown", "--stack", "cli-fixture"]) == 0
+    assert "cli-fixture deleted" in capsys.readouterr().out
+    assert main(["pipeline", "deploy", "--template", str(FIXTURE), "--param", "TickSchedul=x"]) == 1
+    assert "no parameter TickSchedul" in capsys.readouterr().err
+
+
+def test_a_lab_override_of_the_capstone_layer_lands_in_the_layer_zip_only():
+    import io
+    import zipfile
+
+    class RecordingS3:
+        def __init__(self):
+            self.objects = {}
+
+        def put_object(self, Bucket, Key, Body):
+            self.objects[Key] = Body
+
+    s3 = RecordingS3()
+    student = "def claim_job(table, job_id):\n    return True  # a student's version\n"
+    sam = deployer.load_template(deployer.TEMPLATE)
+    packaged, keys = deployer.package(sam, deployer.PIPELINE_DIR,
+                                      {"layers/common/python/moderation/coordination.py": student},
+                                      s3, "artifacts", "packages/lab")
+    layer_id = next(lid for lid, r in sam["Resources"].items() if r["Type"] == "AWS::Serverless::LayerVersion")
+    assert set(keys) == {layer_id, "UploadFunction", "StatusFunction", "DispatcherFunction",
+                         "ModerationAnalyzerFunction", "CustomAnalyzerFunction", "SweeperFunction"}
+    layer = zipfile.ZipFile(io.BytesIO(s3.objects[keys[layer_id]]))
+    assert layer.read("python/moderation/coordination.py").decode() == student
+    assert "python/moderation/decisions.py" in layer.namelist()  # the rest of the layer is still there
+    assert packaged["Resources"][layer_id]["Properties"]["ContentUri"] == f"s3://artifacts/{keys[layer_id]}"
+    upload = zipfile.ZipFile(io.BytesIO(s3.objects[keys["UploadFunction"]]))
+    assert "app.py" in upload.namelist() and not any("coordination" in name for name in upload.namelist())

@@ -43,7 +43,7 @@ def check_resources_split_and_pipeline_flows(backend, stack_name: str) -> None:
 
         # S3, SQS, SNS are LocalStack's, created by the deployer; none is in the embedded backend
         queues = at(data, "sqs").list_queues(QueueNamePrefix=f"{stack_name}-").get("QueueUrls", [])
-        assert len(queues) == 4, queues  # Work, WorkDeadLetter, Failures, Notes
+        assert len(queues) == 5, queues  # Work, WorkDeadLetter, Failures, DeadLetters, Notes
         assert not at(embedded, "sqs").list_queues(QueueNamePrefix=f"{stack_name}-").get("QueueUrls")
         assert stack.output("TopicArn") in [t["TopicArn"] for t in at(data, "sns").list_topics()["Topics"]]
         assert stack.output("BucketName") in [b["Name"] for b in at(data, "s3").list_buckets()["Buckets"]]

@@ -73,6 +73,11 @@ def aws_url(service: str, region: str, headers, path: str, query: str) -> str:
 _DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
                                "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement",
                                "ExecuteTransaction"})
+# Reads that walk moto's dicts with no lock: next to a concurrent write they can fail with
+# "dictionary changed size during iteration" (seen: the capstone's sweeper scanning while
+# analyzers write). They are not held up by writes; they are simply run again (_read_again).
+_DYNAMODB_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+_READ_ATTEMPTS = 5
 _NO_LOCK = contextlib.nullcontext()
 
 
@@ -114,7 +119,7 @@ class MotoDispatcher:
         moto evaluates a ConditionExpression and applies the write in two steps with no lock:
         two concurrent conditional updates can both pass the check (measured: 1-2 double
         winners in 1,000 races against moto's server). DynamoDB guarantees exactly one.
-        Reads, and every other service (SQS long polls included), are not held up.
+        Other DynamoDB calls, and every other service (SQS long polls included), are not held up.
         """
         if host.startswith("dynamodb.") and headers.get("X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_WRITES:
             return self._dynamodb_write_lock
@@ -134,11 +139,19 @@ class MotoDispatcher:
             return 400, {}, _error_xml("UnknownService", f"no emulated service for {parts.netloc}")
         for pattern, handler in routes:
             if pattern.match(clean_url):
-                request = _moto_request(method, parts, headers, body)
                 lock = self._write_lock_for(parts.netloc, headers)
+                attempts = _READ_ATTEMPTS if (parts.netloc.startswith("dynamodb.") and headers.get(
+                    "X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_READS) else 1
                 try:
-                    with lock:
-                        status, response_headers, response_body = handler(request, request.raw_url, request.headers)
+                    for attempt in range(attempts):
+                        request = _moto_request(method, parts, headers, body)
+                        try:
+                            with lock:
+                                status, response_headers, response_body = handler(request, request.raw_url, request.headers)
+                            break
+                        except RuntimeError as error:  # a read met a concurrent write mid-iteration: read again
+                            if attempt + 1 == attempts or "changed size during iteration" not in str(error):
+                                raise
                 except HTTPException as error:
                     status, response_headers, response_body = error.code, dict(error.get_headers()), error.get_body()
                 return status, dict(response_headers or {}), response_body

@@ -9,7 +9,7 @@ module imports moto. moto is pinned exactly (``MOTO_VERSION``, the same pin as i
 ``pyproject.toml`` and ``environment.yml``).
 
 Patches (applied once per process: :func:`install` applies the first three when an embedded
-server starts, the local Lambda service the last):
+server starts, the local Lambda service the last two):
 
 =====================================================  ===================================  ==========================================================  =======
 moto internal                                          patched by                           why                                                         since
@@ -20,8 +20,8 @@ moto internal                                          patched by               
 ``._authenticate_and_authorize_action``                ``iam_auth.authorizer``              moto's global switch (``moto.core.responses`` before)
 ``moto.awslambda.models.LambdaFunction.invoke``        :func:`replace_lambda_invoke`        S3/SNS-triggered invokes run in the local Lambda service;   0.4.27
                                                                                             moto's own needs Docker
-``moto.awslambda.models.LambdaBackend``                :func:`replace_event_source_mappings`  CloudFormation-created SQS mappings are polled by the    1.3.14
-``.create_event_source_mapping`` / ``.delete_...``                                          local service; moto's own would deliver inside SendMessage
+``moto.awslambda.models.LambdaBackend``                :func:`replace_event_source_         CloudFormation-created SQS mappings are polled by the       5.2.5*
+``.create_event_source_mapping`` / ``.delete_...``     mappings`                            local service; moto's own deliver inside SendMessage
 =====================================================  ===================================  ==========================================================  =======
 
 Reads (lazy attributes of this module, so importing it does not import moto):
@@ -48,11 +48,12 @@ moto internal                                              read by, for         
 ``moto.core.exceptions`` (``JsonRESTError``, ``_RESTError``)  ``iam_auth``: AWS-shaped errors (JSON or XML)              5.2.0
 ``moto.sqs.models.sqs_backends``                           ``sqs_rules``: a queue's MaximumMessageSize                   0.3.9
 ``moto.core.config.default_user_config``                   :func:`stepfunctions_settings`: the interpreter switch       5.0.0
-``moto.events.models.events_backends`` (rules, tags)       ``lambda_service.schedules``: schedule rules to fire         1.3.14
+``moto.events.models.events_backends`` (rules, tags)       ``lambda_service.schedules``: schedule rules to fire         5.2.5*
 =========================================================  ==========================================================  =======
 
 "since" is the first moto release with that name at that path, read from moto's git history
-(">5.2.3": newer than the history at hand); the shapes are those of ``MOTO_VERSION``.
+(">5.2.3": newer than the history at hand; "5.2.5*": not traced back, present in the pin);
+the shapes are those of ``MOTO_VERSION``.
 :data:`INTERNALS` lists each one with the shape cloudlab relies on, and :func:`problems` says
 which no longer match; :func:`check_installed_version` runs it when another moto is installed.
 """

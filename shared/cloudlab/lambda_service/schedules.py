@@ -7,10 +7,10 @@ them; this scheduler does, for rules that target Lambda functions: every enabled
 one period after it is first seen, then every period, as an ``Event`` invoke (so retries and
 destinations apply as on AWS).
 
-AWS's shortest rate is one minute, and moto refuses anything shorter too. A course run cannot
-wait minutes, so a rule may carry the tag ``cloudlab:local-schedule`` with a rate in seconds
-(``rate(5 seconds)``); this scheduler then uses it instead of the rule's expression. The
-capstone's deployer (``cloudlab.pipeline.deploy``) sets that tag when the template's
+AWS's shortest rate is one minute (docs/aws-facts.md, row "EventBridge schedule rate"), and
+moto refuses anything shorter too. A course run cannot wait minutes, so a rule may carry the
+tag ``cloudlab:local-schedule`` with a rate in seconds (``rate(5 seconds)``); this scheduler
+then uses it instead of the rule's expression. The capstone's deployer (``cloudlab.pipeline.deploy``) sets that tag when the template's
 ``SweepSchedule`` parameter is given in seconds. ``cron(...)`` expressions are not fired
 (they are listed in :attr:`Scheduler.skipped`).
 """

@@ -40,6 +40,12 @@ def _deploy(args) -> int:
         print("created or set by the deployer (moto's CloudFormation lacks them):")
         for note in stack.created_by_deployer:
             print(f"  - {note}")
+    from ..backend import current
+
+    chosen = current()
+    if chosen is not None and chosen.started_here and not args.serve:
+        print("note: the emulator runs inside this command, so the stack ends with it; keep one running "
+              "with `python -m cloudlab backend serve` (or pass --serve)", file=sys.stderr)
     if args.serve and stack.api_front is not None:
         import threading
 

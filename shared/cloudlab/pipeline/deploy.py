@@ -328,6 +328,26 @@ class Stack:
         return {lid: name for lid, name in self.resources.items()
                 if self.resource_types.get(lid) == "AWS::Lambda::Function"}
 
+    @property
+    def bucket(self) -> str:
+        """The upload bucket (``UploadBucket``)."""
+        return self.resources["UploadBucket"]
+
+    @property
+    def table(self) -> str:
+        """The jobs table (``JobsTable``)."""
+        return self.resources["JobsTable"]
+
+    @property
+    def topic_arn(self) -> str:
+        """The results topic (``ResultsTopic``)."""
+        return self.resources["ResultsTopic"]
+
+    @property
+    def queue_urls(self) -> dict[str, str]:
+        """Every queue of the stack: logical id -> URL (``JobsQueue``, ``AnalyzerDeadLetterQueue``...)."""
+        return {lid: url for lid, url in self.resources.items() if self.resource_types.get(lid) == "AWS::SQS::Queue"}
+
     def queue_url(self, logical_id: str) -> str:
         if self.resource_types.get(logical_id) != "AWS::SQS::Queue":
             raise KeyError(f"stack {self.name} has no queue {logical_id!r}")
@@ -364,6 +384,26 @@ def _clients(backend):
             return client(service, backend.endpoint)
 
     return Clients()
+
+
+class _SkippedTypeFilter:
+    """Drops moto's "No Moto CloudFormation support for <type>" log lines (and nothing else)."""
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("No Moto CloudFormation support")
+
+
+def _quiet_moto_about_skipped_types() -> None:
+    """moto logs and warns for each resource type its CloudFormation skips; the deployer makes
+    those itself and lists them in ``Stack.created_by_deployer``, so the messages only confuse."""
+    import logging
+    import warnings
+
+    moto_logger = logging.getLogger("moto")
+    if not any(isinstance(f, _SkippedTypeFilter) for f in moto_logger.filters):
+        moto_logger.addFilter(_SkippedTypeFilter())
+    warnings.filterwarnings("ignore", message=r"Tried to parse .* not supported by moto's CloudFormation",
+                            category=UserWarning)
 
 
 def _backend():
@@ -473,6 +513,7 @@ def deploy(stack_name: str = "moderation", parameters: dict | None = None, overr
     Deploying a name that exists replaces that stack. Returns a :class:`Stack`.
     """
     started = time.perf_counter()
+    _quiet_moto_about_skipped_types()
     backend = _backend()
     if backend.name == "aws":
         raise DeployError("the local deployer does not deploy to real AWS; use `sam deploy --guided` "
@@ -821,19 +862,27 @@ def _find_layer(lam, stack_name: str, lid: str, notes: list[str]) -> str:
 
 
 def _fill_function_properties(clients, resources: dict, resolver: Resolver, notes: list[str]) -> None:
-    """Set function properties moto's CloudFormation dropped (``Layers``), checked, not assumed."""
+    """Set function properties moto's CloudFormation dropped (``Layers``, ``DeadLetterConfig``),
+    checked, not assumed."""
     lam = clients.embedded("lambda")
     for lid, resource in resources.items():
         if resource["Type"] != "AWS::Lambda::Function":
             continue
-        wanted = resolver.resolve((resource.get("Properties") or {}).get("Layers") or [])
-        if not wanted:
+        properties = resource.get("Properties") or {}
+        wanted = resolver.resolve(properties.get("Layers") or [])
+        dead_letter = resolver.resolve(properties.get("DeadLetterConfig") or {})
+        if not wanted and not dead_letter:
             continue
         name = resolver.refs[lid]
-        have = [layer["Arn"] for layer in lam.get_function_configuration(FunctionName=name).get("Layers", [])]
-        if have != wanted:
+        configuration = lam.get_function_configuration(FunctionName=name)
+        have = [layer["Arn"] for layer in configuration.get("Layers", [])]
+        if wanted and have != wanted:
             lam.update_function_configuration(FunctionName=name, Layers=wanted)
             notes.append(f"{lid} (AWS::Lambda::Function Layers): dropped by moto's CloudFormation; "
+                         "set with update_function_configuration")
+        if dead_letter and (configuration.get("DeadLetterConfig") or {}).get("TargetArn") != dead_letter.get("TargetArn"):
+            lam.update_function_configuration(FunctionName=name, DeadLetterConfig=dead_letter)
+            notes.append(f"{lid} (AWS::Lambda::Function DeadLetterConfig): dropped by moto's CloudFormation; "
                          "set with update_function_configuration")
 
 

@@ -388,8 +388,12 @@ def _wait_stable(read, timeout: float = 15.0, settle_reads: int = 3):
 
 def run(count: int | None = None, chaos: bool = False, clients: int = 8, timeout: float = 300.0,
         stack_name: str = "moderation", progress: bool = True, parameters: dict | None = None,
-        stack=None, teardown: bool = False) -> dict:
-    """Deploy (unless ``stack`` is given), upload, wait, and return the summary (see module docstring)."""
+        stack=None, teardown: bool = False, rate: float | None = None) -> dict:
+    """Deploy (unless ``stack`` is given), upload, wait, and return the summary (see module docstring).
+
+    ``rate``: offer uploads at this many per second (open loop: upload i is sent at start + i/rate,
+    whatever the pipeline's pace) instead of as fast as the clients go; latency under a steady
+    load, rather than the time a burst takes to drain."""
     from ..backend import chaos as chaos_rules_module
     from ..backend import request_log, use_backend
     from . import deploy as deployer
@@ -401,8 +405,9 @@ def run(count: int | None = None, chaos: bool = False, clients: int = 8, timeout
     if not stack.api_url:
         raise RuntimeError("the stack has no API front (deploy(api=True) serves one)")
     session = _runner_session()
-    sqs, logs = session.client("sqs"), session.client("logs")
     embedded = _embedded_endpoint(backend)
+    # CloudWatch Logs is where the local Lambda service ships the functions' logs: the embedded backend's
+    sqs, logs = session.client("sqs"), session.client("logs", endpoint_url=embedded)
     functions = list(stack.function_names.values())
     stuck_after = float(stack.outputs.get("StuckAfterSeconds") or (parameters or {}).get("StuckAfterSeconds")
                         or (CHAOS_PARAMETERS if chaos else deployer.LOCAL_PARAMETERS)["StuckAfterSeconds"])
@@ -424,12 +429,16 @@ def run(count: int | None = None, chaos: bool = False, clients: int = 8, timeout
         run_started = time.time()
         jobs = [Job(image, 0.0) for image in images]
 
-        def send(job: Job) -> Job:
+        def send(index: int, job: Job) -> Job:
+            if rate:
+                wait = run_started + index / rate - time.time()
+                if wait > 0:
+                    time.sleep(wait)  # open-loop pacing: this upload's slot in the offered load
             job.sent_at = time.time()
             return uploader.upload(job)
 
         with ThreadPoolExecutor(max_workers=max(1, clients)) as pool:
-            futures = [pool.submit(send, job) for job in jobs]
+            futures = [pool.submit(send, index, job) for index, job in enumerate(jobs)]
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 done = sum(1 for job in jobs if job.job_id and collector.arrivals.get(job.job_id))
@@ -641,7 +650,7 @@ def replay_dlq(stack_name: str = "moderation", which: tuple[str, ...] = ("jobs",
 
 # -- command line (registered by cli.py) --------------------------------------------------------------
 def _run_command(args) -> int:
-    summary = run(count=args.count, chaos=args.chaos, clients=args.clients, timeout=args.timeout,
+    summary = run(count=args.count, chaos=args.chaos, clients=args.clients, timeout=args.timeout, rate=args.rate,
                   stack_name=args.stack, progress=not args.json and not args.no_progress)
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     if "chaos" in summary and not summary["chaos"]["passed"]:
@@ -667,6 +676,7 @@ def add_parsers(actions) -> None:
     command.add_argument("--chaos", action="store_true", help="inject faults and print the pass criteria")
     command.add_argument("--json", action="store_true", help="print the summary as JSON")
     command.add_argument("--clients", type=int, default=8, help="parallel upload clients (default 8)")
+    command.add_argument("--rate", type=float, default=None, help="offer uploads at this many per second (default: as fast as the clients go)")
     command.add_argument("--timeout", type=float, default=300, help="seconds to wait for every job (default 300)")
     command.add_argument("--stack", default="moderation", help="stack name (default moderation)")
     command.add_argument("--no-progress", action="store_true", help="no progress bar")
