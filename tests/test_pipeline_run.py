@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 
 import boto3
 import pytest
@@ -64,6 +65,16 @@ def test_run_pushes_images_through_the_api_and_bad_uploads_store_nothing():
     code, job = api.request("GET", answer["status_url"])
     assert code == 200 and job["filename"] == "cat.png" and job["timeline"][0]["stage"] == "uploaded"
     assert api.request("GET", "/jobs/no-such-job")[0] == 404
+
+    # the same job's timeline, assembled from the functions' JSON log lines in CloudWatch Logs
+    functions = list(stack.function_names.values())
+    stages = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "notified" not in stages:
+        stages = [event["stage"] for event in pipeline_run.job_timeline(functions, answer["job_id"])]
+        time.sleep(0.5)  # logs are shipped asynchronously; polled to the deadline
+    assert stages[0] == "uploaded" and stages[-1] == "notified", stages
+    assert {"dispatched", "moderation_done", "custom_done", "finalized"} <= set(stages), stages
 
 
 @pytest.mark.timeout(420)

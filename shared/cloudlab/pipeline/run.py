@@ -351,6 +351,17 @@ def function_log_lines(logs, function_names: list[str], since_ms: int) -> list[s
     return report_lines(logs, function_names, since_ms, pattern_prefix="{")
 
 
+def job_timeline(function_names: list[str], job_id: str, since_ms: int = 0) -> list[dict]:
+    """A job's timeline assembled from its functions' structured logs in CloudWatch Logs
+    (``[{"stage", "at", "by"}]``, time order): the log-side twin of the item's ``timeline``."""
+    from ..backend import use_backend
+    from .layer import layer_module
+
+    logs = _runner_session().client("logs", endpoint_url=_embedded_endpoint(use_backend()))
+    lines = function_log_lines(logs, function_names, since_ms)
+    return layer_module("joblog").timeline_from_logs(lines, job_id)
+
+
 def lambda_usage(report: list[str]) -> dict:
     """Invocations and GB-seconds from REPORT lines, with their estimated USD."""
     from ..ledger import prices
