@@ -25,7 +25,7 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
-from . import chaos, iam_auth, local_services, moto_compat, presign, request_log, sqs_rules
+from . import chaos, iam_auth, local_services, moto_compat, presign, request_log, s3_website, sqs_rules
 from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL_SCOPE, DEFAULT_REGION
 from .http11 import HttpLimits, HttpServer, Request, RequestHeaders
 from .local_services import SERVICE_OVERRIDES
@@ -217,6 +217,10 @@ class EmbeddedFront:
             return 400, {"Content-Type": "application/json"}, json.dumps({"Error": (
                 "the embedded backend does not switch IAM checks on globally: requests signed with an "
                 "IAM user's access key (iam.create_access_key) are always checked against its policies")})
+        site = s3_website.match(headers.get("Host", ""), path)
+        if site is not None:  # S3 static website hosting, which moto does not serve (notebook 06)
+            bucket, key_path, root = site
+            return s3_website.respond(self._anonymous_get, method, bucket, key_path, root, headers)
         service, region = service_and_region(headers, path, query)
         presigned = service == "s3" and presign.is_presigned(query)
         if presigned:
@@ -258,6 +262,11 @@ class EmbeddedFront:
                 return answer
         with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' and roles' keys
             return self.dispatcher.dispatch(method, url, headers, body)
+
+
+    def _anonymous_get(self, method: str, target: str, headers: RequestHeaders):
+        """An unsigned S3 REST request, answered exactly as one from outside would be."""
+        return self.respond(method, target, headers, b"")
 
 
 def _install_local_services(url: str) -> None:

@@ -257,12 +257,15 @@ class Progress:
         elif not self.terminal and elapsed - self._printed_at >= 5.0:
             sys.stderr.write(line + "\n")
             self._printed_at = elapsed
+            self._written = line
         self._last = line
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write(("\r" + self._last + "\x1b[K\n") if self.terminal else self._last + "\n")
-            sys.stderr.flush()
+        if self.enabled and self.terminal:
+            sys.stderr.write("\r" + self._last + "\x1b[K\n")
+        elif self.enabled and self._last != getattr(self, "_written", None):
+            sys.stderr.write(self._last + "\n")
+        sys.stderr.flush()
 
 
 def _runner_session():
@@ -469,7 +472,8 @@ def run(count: int | None = None, chaos: bool = False, clients: int = 8, timeout
             open_jobs = [item for item in items.values() if item.get("status") not in TERMINAL]
             unnotified = [job for job in accepted if not collector.arrivals.get(job.job_id)]
             poison_parked = (not poison_bodies) or queue_depth(sqs, jobs_dlq) >= len(poison_bodies)
-            bar.show(len(accepted) - len(unnotified), f"settling: {len(open_jobs)} open, poison parked: {poison_parked}")
+            bar.show(len(accepted) - len(unnotified), f"settling: {len(open_jobs)} jobs open"
+                     + (f", poison in the DLQ: {poison_parked}" if poison_bodies else ""))
             if not open_jobs and not unnotified and poison_parked and queue_depth(sqs, stack.output("JobsQueueUrl")) == 0:
                 collector.reset_quiet()
                 while not collector.quiet(2) and time.monotonic() < settle_deadline:

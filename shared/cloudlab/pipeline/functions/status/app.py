@@ -21,8 +21,15 @@ FIELDS = ("job_id", "user_id", "filename", "content_type", "size", "status", "de
           "created_at", "updated_at", "finalized_at", "notified_at")
 
 
+# API Gateway's Cors answers only the preflight; every answer carries the origin itself, or a
+# browser page on another origin cannot read it.
+CORS_ALLOW_ORIGIN = os.environ.get("CORS_ALLOW_ORIGIN", "*")
+
+
 def _answer(status: int, body: dict) -> dict:
-    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
+    return {"statusCode": status, "headers": {"Content-Type": "application/json",
+                                              "Access-Control-Allow-Origin": CORS_ALLOW_ORIGIN},
+            "body": json.dumps(body)}
 
 
 def job_document(item: dict) -> dict:

@@ -43,8 +43,14 @@ class BadUpload(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+# API Gateway's Cors answers only the preflight; every answer (4xx included) carries the origin
+# itself, or a browser page on another origin cannot read it.
+CORS_ALLOW_ORIGIN = os.environ.get("CORS_ALLOW_ORIGIN", "*")
+
+
 def _answer(status: int, body: dict, headers: dict | None = None) -> dict:
-    return {"statusCode": status, "headers": {"Content-Type": "application/json", **(headers or {})},
+    return {"statusCode": status, "headers": {"Content-Type": "application/json",
+                                              "Access-Control-Allow-Origin": CORS_ALLOW_ORIGIN, **(headers or {})},
             "body": json.dumps(body)}
 
 
