@@ -25,13 +25,15 @@ def backend():
 def test_the_pipelines_finalizer_finalizes_once_in_every_race():
     outcome = races.race_check_and_finalize(coordination.check_and_finalize, races=40, racers=2)
     assert outcome.correct, outcome.summary() + f" {outcome.errors}"
-    assert outcome.once == 40 and outcome.mean_finalizations == 1.0
+    assert outcome.once == 40 and outcome.mean_finalizations == 1.0 and outcome.explain() == ""
 
 
 def test_read_then_write_is_caught_finalizing_twice():
     outcome = races.race_check_and_finalize(races.read_then_write_finalize, races=30, racers=2)
     assert outcome.more_than_once > 0, outcome.summary()
     assert not outcome.correct and outcome.undecided == 0 and outcome.error_count == 0
+    assert outcome.explain().startswith(f"{outcome.more_than_once} of 30 races finalized the job more than once")
+    assert "ConditionExpression" in outcome.explain()
 
 
 def test_race_rate_by_racers_counts_duplicate_deliveries():
@@ -67,6 +69,7 @@ def test_claims_against_the_sweeper():
 
     caught = races.race_claim_job(read_then_claim, races=30, claimers=2)
     assert caught.wrong > 0 and "expected status 'failed'" in caught.examples[0], caught.summary()
+    assert caught.explain().startswith(f"{caught.wrong} of 30 races broke the rules")
 
 
 def test_bad_arguments_get_clear_errors():

@@ -303,7 +303,7 @@ def _preflight(claim_job, check_and_finalize) -> str:
 @contextmanager
 def _moto_cloudformation_quiet():
     """Without moto's notes on the resource types its CloudFormation skips (the deployer creates those)."""
-    logger = logging.getLogger("moto.cloudformation.parsing")
+    logger = logging.getLogger("moto")  # moto.cloudformation.parsing logs under "moto"
     level = logger.level
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
