@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--cell-timeout", type=float, default=None, help="seconds allowed per cell (default min(timeout, 120))")
     grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (at most one per core helps)")
     grade.add_argument("--case-timeout", type=float, default=None, help="seconds allowed per test case (default 60)")
+    grade.add_argument("--memory-mb", type=int, default=None, help="address space per kernel process, MB (default 2048)")
     grade.set_defaults(run=_grade)
 
     from .conformance import cli as conformance
