@@ -192,10 +192,13 @@ class Kernel:
             return ""
         number = -code if code < 0 else code - 128 if code > 128 else 0  # bwrap reports a signal as 128 + N
         if number:
-            name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
+            try:
+                name = signal.Signals(number).name
+            except ValueError:
+                name = f"signal {number}"
             return {"SIGXCPU": "it used up its CPU time limit (SIGXCPU)", "SIGKILL": "it was killed (SIGKILL)",
                     "SIGXFSZ": "it wrote a file larger than its limit (SIGXFSZ)"}.get(name, f"it was killed by {name}")
-        return f"exit code {code}"
+        return f"it exited with code {code}"
 
     def tasks(self) -> int:
         """Processes and threads the kernel runs now (its uid's, or its process tree's)."""
@@ -559,7 +562,7 @@ class SubmissionRun:
                 self.problem(f"{name} printed more than {self.limits.output_mb:g} MB of output and was stopped")
             else:
                 reason = self.kernel.exit_reason()
-                self.problem(f"{name} made the kernel die (os._exit or a crash?{'; ' + reason if reason else ''})")
+                self.problem(f"{name} made the kernel die (os._exit or a crash?)" + (f": {reason}" if reason else ""))
             if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
                 self.problem("the kernel could not be restarted; the remaining cells were not run")
                 return
@@ -593,8 +596,8 @@ class SubmissionRun:
                 case.message = f"printed more than {self.limits.output_mb:g} MB of output and was stopped"
             elif outcome.status == "died":
                 reason = self.kernel.exit_reason()
-                case.message = ("the kernel died while running this test (os._exit or a crash in your code?"
-                                f"{'; ' + reason if reason else ''})")
+                case.message = ("the kernel died while running this test (os._exit or a crash in your code?)"
+                                + (f": {reason}" if reason else ""))
             else:
                 case.message = f"grader problem: {outcome.error}"
             if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
