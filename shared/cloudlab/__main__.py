@@ -32,9 +32,9 @@ def _labs(args) -> int:
 
 
 def _grade(args) -> int:
-    from .grading import grader
+    from .grading import batch
 
-    return grader.main(args)
+    return batch.main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
