@@ -472,10 +472,13 @@ class SubmissionRun:
         return bool(result["passed"]), str(result.get("message", ""))
 
 
-def grade_submission(master: Master, path: str | Path, limits: Limits | None = None, name: str | None = None) -> SubmissionGrade:
-    """Grade one submission against a parsed master."""
+def grade_submission(master: Master, path: str | Path, limits: Limits | None = None, name: str | None = None,
+                     questions: set[str] | None = None) -> SubmissionGrade:
+    """Grade one submission against a parsed master; ``questions``: run only these questions' cases."""
     path = Path(path)
     run = SubmissionRun(master, path, name or str(path), limits or Limits())
+    if questions is not None:  # a regrade of some questions: the others come from the cache
+        run.grade.cases = [case for case in run.grade.cases if case.question in questions]
     try:
         return run.run()
     except Exception as error:  # a grader bug must cost this submission a reason, not the whole batch
