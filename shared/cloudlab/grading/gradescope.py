@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -114,10 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", required=True, help="the grading notebook (or tests file) of the lab")
     parser.add_argument("--timeout", type=float, default=300, help="seconds for the whole notebook (default 300)")
     args = parser.parse_args(argv)
-    import os
-
     root = Path(args.root or os.environ.get(ROOT_VARIABLE) or "/autograder")
-    run(root, Path(args.master), Limits(timeout=args.timeout))
+    try:
+        run(root, Path(args.master), Limits(timeout=args.timeout))
+    except Exception as error:  # the autograder itself is broken: say so in results.json, not only in stdout
+        (root / "results").mkdir(parents=True, exist_ok=True)
+        (root / "results" / "results.json").write_text(json.dumps({
+            "score": 0, "output": f"autograder problem, tell your instructor: {type(error).__name__}: {error}",
+            "tests": []}), encoding="utf-8")
+        raise
     return 0
 
 

@@ -27,10 +27,11 @@ from .check import repo_root
 from .markers import (_BEGIN_CODE, _BEGIN_MARKDOWN, _END_CODE, _END_MARKDOWN, _HINT, _SOLUTION_LINE,
                       Master, MarkerError, cell_kind, cell_label, parse_master)
 
-# What students get, relative to the repository; everything else (solutions/, tests/, bench/,
-# .ci/, instructor docs) stays behind.
+# What students get, relative to the repository; everything else (solutions/, the unit tests,
+# which know the answers, bench/, .ci/, instructor docs) stays behind. `make test` still runs
+# the notebooks through nbval in the release, with its sanitize file.
 STUDENT_PATHS = ("labs", "notebooks", "data", "shared", "docs", "pyproject.toml", "environment.yml", "Makefile",
-                 ".gitignore")
+                 ".gitignore", "tests/nbval_sanitize.cfg")
 INSTRUCTOR_ONLY = ("docs/authoring-labs.md",)
 _SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", "build"}
 _HIDDEN_HEADER = re.compile(r"^\s*#\s*TEST\s+\S+\s+points\s*=\s*[\d.]+\s+hidden\b", re.MULTILINE)
