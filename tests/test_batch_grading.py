@@ -256,3 +256,30 @@ def test_class_gradebook_across_labs(batch_runs, tmp_path):
     assert rows["frank"][LAB] == "" and rows["erin"]["total"] == "0"
     questions = read_csv(tmp_path / "class_questions.csv")
     assert questions["dan"][f"{LAB}:q2_object"] == "0" and questions["(max)"][f"{LAB}:q1_bucket"] == "3"
+
+
+def test_hidden_tests_from_an_instructor_folder_are_merged(tmp_path):
+    from cloudlab.grading.sources import grading_notebook, load_master
+
+    master_path = write_master(tmp_path)
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / f"{LAB}.json").write_text(json.dumps({"questions": [
+        {"name": "q1_bucket", "cases": [{"description": "names may have dots", "points": 2,
+                                         "code": "assert make_bucket('a.b.c') == 'a.b.c'"}]},
+        {"name": "q3_extra", "cases": [{"description": "an extra question", "points": 1, "code": "assert True"}]}]}))
+    master = load_master(master_path, private)
+    assert list(master.questions) == ["q1_bucket", "q2_object", "q3_extra"]
+    added = master.questions["q1_bucket"].cases[-1]
+    assert (added.description, added.points, added.hidden) == ("names may have dots", 2, True)
+    assert master.max_points == MAX_POINTS + 3
+    # the grading copy (what Gradescope gets) carries them as hidden test cells
+    copy = tmp_path / "copy" / f"{LAB}.ipynb"
+    copy.parent.mkdir()
+    nbformat.write(grading_notebook(master), copy)
+    again = load_master(copy)
+    assert [(c.description, c.hidden) for c in again.questions["q1_bucket"].cases][-1] == ("names may have dots", True)
+    assert again.max_points == master.max_points
+    (private / f"{LAB}.json").write_text('{"questions": [{"name": "q1_bucket", "cases": [{"points": 1}]}]}')
+    with pytest.raises(ValueError, match="has a case without \"description\", \"points\" and \"code\""):
+        load_master(master_path, private)

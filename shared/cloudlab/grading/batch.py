@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -89,10 +90,15 @@ class ResultCache:
         if self.folder is None or digest is None:
             return
         path = self._path(lab, digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(entry), encoding="utf-8")
-        temporary.replace(path)  # atomic: parallel workers never read half a file
+        # one temporary file per thread (two students may hand in the same bytes), then an atomic
+        # rename, so a parallel worker never reads half a file
+        temporary = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(entry), encoding="utf-8")
+            temporary.replace(path)
+        except OSError as error:  # a cache that cannot be written costs a regrade later, not this batch
+            print(f"warning: could not cache a result in {path.parent}: {error}", file=sys.stderr)
 
 
 def _run_fields(grade: SubmissionGrade) -> dict:
