@@ -51,7 +51,9 @@ def grader_fingerprint() -> str:
 
 def question_versions(master: Master, limits: Limits) -> dict[str, str]:
     """Per question, a hash of everything its result depends on besides the submission."""
-    base = f"{grader_fingerprint()}|{master.lab_name}|{limits.timeout}|{limits.cell}|{limits.case}"
+    settings = json.dumps({**dataclasses.asdict(limits), "cell": limits.cell, "case": limits.case}, sort_keys=True,
+                          default=str)  # every limit: a result under other limits may differ
+    base = f"{grader_fingerprint()}|{master.lab_name}|{settings}"
     versions = {}
     for name, question in master.questions.items():
         cases = [[case.description, case.points, case.hidden, case.code] for case in question.cases]
