@@ -175,7 +175,7 @@ def test_first_run_grades_everyone_with_late_penalty_and_missing_row(batch_runs)
     rows = read_csv(folder / "out" / "lab.csv")
     assert list(rows) == ["alice", "bob", "carol", "dan", "erin"]
     assert list(rows["alice"]) == ["submission", "q1_bucket", "q2_object", "total", "max",
-                                   "days_late", "penalty_percent", "final", "notes"]
+                                   "days_late", "penalty_percent", "final", "notes", "sandbox"]
     assert (rows["alice"]["total"], rows["alice"]["final"]) == (str(MAX_POINTS), str(MAX_POINTS))
     assert (rows["bob"]["total"], rows["bob"]["days_late"], rows["bob"]["penalty_percent"], rows["bob"]["final"]) == \
         ("6", "2", "20", "4.8")

@@ -161,7 +161,7 @@ def test_batch_completes_and_cleans_up(graded):
     assert code == 0
     assert set(rows) == {"master", "lab", "solved", "broken", "reordered", "forged", "crash", "crash_in_test",
                          "endless", "not_json", "not_notebook"}
-    assert list(next(iter(rows.values()))) == ["submission", "q1_bucket", "q2_object", "total", "max", "notes"]
+    assert list(next(iter(rows.values()))) == ["submission", "q1_bucket", "q2_object", "total", "max", "notes", "sandbox"]
     assert not list((folder / "tmp").iterdir()), "temporary grading folders were left behind"
     assert _kernel_children() == []
 

@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--deadline", default=None, help="ISO 8601 deadline, e.g. 2026-12-01T23:59:00+00:00")
     grade.add_argument("--late-penalty", type=float, default=None, help="percent off per started day late")
     grade.add_argument("--late-cap", type=float, default=100, help="at most this many percent off (default 100)")
+    grade.add_argument("--memory-mb", type=int, default=None, help="address space per kernel process, MB (default 2048)")
     grade.set_defaults(run=_grade)
 
     gradebook = commands.add_parser("gradebook", help="join every lab's results into one class gradebook")

@@ -30,7 +30,7 @@ from pathlib import Path
 from .collect import LateRule, collect, parse_time, read_roster, read_times, student_id
 from .feedback import _points, _slugs, feedback_html, feedback_markdown
 from .gradebook import summary_table, write_gradebook, write_results, write_summary
-from .grader import DEFAULT_TIMEOUT, CaseGrade, Limits, SubmissionGrade, grade_submission, written_answers
+from .grader import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, CaseGrade, Limits, SubmissionGrade, grade_submission, written_answers
 from .markers import Master, MarkerError
 
 # Bump when grading changes in a way the code fingerprint below cannot see (e.g. a dependency).
@@ -262,7 +262,8 @@ def main(args) -> int:
 
     limits = Limits(timeout=float(getattr(args, "timeout", None) or DEFAULT_TIMEOUT),
                     cell_timeout=getattr(args, "cell_timeout", None),
-                    case_timeout=getattr(args, "case_timeout", None))
+                    case_timeout=getattr(args, "case_timeout", None),
+                    memory_mb=getattr(args, "memory_mb", None) or DEFAULT_MEMORY_MB)
     started = time.monotonic()
     out = Path(args.out)
     try:

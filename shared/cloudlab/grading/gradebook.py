@@ -31,11 +31,12 @@ def write_gradebook(master: Master, grades: list[SubmissionGrade], out: Path,
     with open(out, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         late_header = ["days_late", "penalty_percent", "final"] if late is not None else []
-        writer.writerow(["submission", *master.questions, "total", "max", *late_header, "notes"])
+        writer.writerow(["submission", *master.questions, "total", "max", *late_header, "notes", "sandbox"])
         for number, grade in enumerate(grades):
             late_cells = [str(late[number][0]), f"{late[number][1]:g}", _points(late[number][2])] if late is not None else []
             writer.writerow([grade.name, *(_points(grade.question_points(q)) for q in master.questions),
-                             _points(grade.total), _points(grade.max_points), *late_cells, notes(grade)])
+                             _points(grade.total), _points(grade.max_points), *late_cells, notes(grade),
+                             getattr(grade, "sandbox", "")])  # "none": graded without a sandbox (sandbox.py)
 
 
 def summary_table(master: Master, grades: list[SubmissionGrade]) -> str:
@@ -66,7 +67,7 @@ def write_results(master: Master, results, path: Path, late_rule=None) -> None:
             "total": grade.total, "max": grade.max_points, "final": final,
             "days_late": late_rule.days_late(item.submitted) if late_rule else 0,
             "submitted": item.submitted.isoformat() if item.submitted else None,
-            "problems": grade.problems,
+            "problems": grade.problems, "sandbox": getattr(grade, "sandbox", ""),
             "failures": {q: [_failure(case) for case in grade.cases if case.question == q and not case.passed]
                          for q in master.questions} if not item.missing else {},
         })
@@ -133,6 +134,9 @@ def write_summary(results: Path, stem: Path) -> Path:
     if totals:
         lines.append(f"Total: mean {statistics.fmean(totals):.1f}, median {statistics.median(totals):g} "
                      f"of {_points(data['max_points'])} points.")
+    unsandboxed = [student["id"] for student in graded if student.get("sandbox") == "none"]
+    if unsandboxed:
+        lines.append(f"**Graded without a sandbox** (bubblewrap missing or disabled): {len(unsandboxed)} submission(s).")
     hardest = min(stats, key=lambda item: item["mean"], default=None)
     if hardest and graded:
         lines += ["", f"**The class struggled most with {hardest['name']}** (mean {hardest['mean'] * 100:.0f}% of its points)."]

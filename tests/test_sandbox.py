@@ -1,0 +1,179 @@
+"""Hostile submissions of lab 01, graded in one batch next to the solution and the untouched lab.
+
+Each hostile submission is what a student who solved lab 01 hands in (the master without its
+TEST cells, which the grader runs anyway: full marks) with ONE extra cell, put after question
+2's cells, so it has earned q1 and q2 (12 points) before that cell runs. Every
+row is checked: the points, the reason in its notes, and the sandbox column; then that the
+checkout, the other submissions and the grader are untouched and nothing is left running.
+
+The batch runs with the bubblewrap sandbox where it works (``.ci/run`` installs it when root),
+and a second, smaller batch forces the fallback (``CLOUDLAB_SANDBOX=none``) to check that a
+kernel that kills everything it can, or forks without bound, still cannot reach the grader.
+Limits are short (the loop costs one cell limit) and two workers grade at once, as on 2 cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cloudlab.grading import grader, sandbox
+
+REPO = Path(__file__).resolve().parents[1]
+MASTER = REPO / "solutions" / "01_storage_models_lab.ipynb"
+LAB = REPO / "labs" / "01_storage_models_lab.ipynb"
+QUESTIONS = ["q1_rename", "q2_append", "q3_read_many", "q4_attach", "q5_choose"]
+FULL, EARNED_BEFORE = 32, {"q1_rename": "6", "q2_append": "6"}
+# generous per cell and case for a busy 2-core machine; the endless loop costs one cell limit
+LIMITS = grader.Limits(timeout=300, cell_timeout=30, case_timeout=60, memory_mb=1024, processes=256, output_mb=1)
+
+pytestmark = [pytest.mark.skipif(not MASTER.is_file(), reason="a student release has no masters"),
+              pytest.mark.timeout(900)]
+
+
+def hostile_cells(submissions: Path) -> dict[str, str]:
+    """The one extra cell of each hostile submission."""
+    secrets = [str(REPO / "solutions"), str(REPO / "tests"), str(MASTER), str(submissions / "solution.ipynb")]
+    return {
+        "loop": "while True:\n    pass",
+        "memory": "hog = []\nwhile True:\n    hog.append(b'x' * (64 * 1024 * 1024))",
+        "fork_bomb": "import os\nwhile True:\n    os.fork()",
+        "exit": "import os\nos._exit(0)",
+        "kill_all": ("import os, signal\n"
+                     "for target in (os.getppid(), -1):\n"
+                     "    try:\n        os.kill(target, signal.SIGKILL)\n    except OSError:\n        pass\n"
+                     "for pid in sorted((int(p) for p in os.listdir('/proc') if p.isdigit()), reverse=True):\n"
+                     "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass"),
+        "delete_all": ("import os, shutil\n"
+                       f"for target in ('/', os.path.expanduser('~'), {str(REPO)!r}, {str(submissions)!r}):\n"
+                       "    shutil.rmtree(target, ignore_errors=True)"),
+        "snoop": ("import os, sys\n"
+                  f"found = [path for path in {secrets!r} if os.path.exists(path)]\n"
+                  "skip = {'/proc', '/sys', '/dev', '/usr', sys.prefix, sys.base_prefix}\n"
+                  "for top, folders, files in os.walk('/'):\n"
+                  "    folders[:] = [f for f in folders if os.path.join(top, f) not in skip]\n"
+                  "    found += [os.path.join(top, f) for f in files if f.endswith('.ipynb')]\n"
+                  "raise RuntimeError(f'found {found[:3]}' if found else 'found nothing')"),
+        "network": "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=5)",
+        "flood": "for _ in range(200_000):\n    print('x' * 1000)",
+    }
+
+
+def with_cell(source: str) -> nbformat.NotebookNode:
+    notebook = nbformat.read(MASTER, as_version=4)
+    notebook.cells = [cell for cell in notebook.cells if not cell.source.startswith("# TEST")]
+    at = next(i for i, cell in enumerate(notebook.cells) if cell.source.startswith("## Question 3"))
+    notebook.cells.insert(at, nbformat.v4.new_code_cell(source))
+    return notebook
+
+
+def checkout_state() -> str:
+    """What git sees of the checkout (tracked changes and untracked files)."""
+    return subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def grade_batch(folder: Path, cells: dict[str, str], extra: dict[str, Path]) -> tuple[dict, dict]:
+    """Write each submission, grade the batch, return (gradebook rows by name, feedback by name)."""
+    submissions = folder / "submissions"
+    submissions.mkdir(parents=True)
+    paths = []
+    for name, source in extra.items():
+        paths.append(submissions / f"{name}.ipynb")
+        paths[-1].write_bytes(source.read_bytes())
+    for name, source in cells.items():
+        paths.append(submissions / f"{name}.ipynb")
+        nbformat.write(with_cell(source), paths[-1])
+    before = digest(submissions)
+    out = folder / "out" / "grades.csv"
+    grader.grade_all(MASTER, paths, out, limits=LIMITS, jobs=2)
+    assert digest(submissions) == before, "a submission changed another submission's file"
+    with open(out, newline="") as handle:
+        rows = {Path(row["submission"]).stem: row for row in csv.DictReader(handle)}
+    assert list(rows) == [path.stem for path in paths], "every submission has its row, in order"
+    feedback = {name: (folder / "out" / "feedback" / f"{name}.md").read_text() for name in rows}
+    return rows, feedback
+
+
+def assert_earned_before(row: dict, name: str) -> None:
+    for question, points in EARNED_BEFORE.items():
+        assert row[question] == points, f"{name} lost the points it earned before its hostile cell: {row}"
+
+
+@pytest.fixture(scope="module")
+def hostile_batch(tmp_path_factory):
+    if not sandbox.mode().sandboxed and not sandbox.running_as_root():
+        pytest.skip("without bubblewrap or root, a hostile kernel would run as this user: not on this machine")
+    folder = tmp_path_factory.mktemp("hostile")
+    cells = hostile_cells(folder / "submissions")
+    before = checkout_state()
+    rows, feedback = grade_batch(folder, cells, {"solution": MASTER, "untouched_lab": LAB})
+    assert checkout_state() == before, "the checkout changed"
+    return rows, feedback
+
+
+def test_solution_and_untouched_lab_next_to_hostile_ones(hostile_batch):
+    rows, _ = hostile_batch
+    assert rows["solution"]["total"] == str(FULL) and rows["solution"]["notes"] == "", rows["solution"]
+    assert rows["untouched_lab"]["total"] == "0", rows["untouched_lab"]
+    expected = "bwrap" if sandbox.mode().sandboxed else "none"
+    assert {row["sandbox"] for row in rows.values()} == {expected}
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("loop", f"did not finish in {LIMITS.cell:g} s and was stopped"),
+    ("memory", "ran out of memory (the limit is 1024 MB per process); the grader restarted the kernel without this cell"),
+    ("fork_bomb", "started too many processes or threads (the limit is 256)"),
+    ("exit", "made the kernel die"),
+    ("kill_all", "made the kernel die"),
+    ("flood", "printed more than 1 MB of output and was stopped"),
+])
+def test_hostile_cell_is_stopped_and_the_rest_graded(hostile_batch, name, reason):
+    rows, feedback = hostile_batch
+    assert reason in rows[name]["notes"], rows[name]
+    assert reason in feedback[name]
+    assert rows[name]["total"] == str(FULL), rows[name]  # the kernel came back: later questions count too
+
+
+def test_deleting_everything_reaches_only_its_own_folders(hostile_batch):
+    rows, _ = hostile_batch
+    assert_earned_before(rows["delete_all"], "delete_all")  # checkout and submissions: checked by the fixture
+
+
+@pytest.mark.skipif(not sandbox.mode().sandboxed, reason="needs the bubblewrap sandbox")
+def test_sandbox_hides_solutions_tests_and_other_submissions(hostile_batch):
+    rows, _ = hostile_batch
+    assert "raised RuntimeError: found nothing" in rows["snoop"]["notes"], rows["snoop"]
+    assert rows["snoop"]["total"] == str(FULL)
+
+
+@pytest.mark.skipif(not sandbox.mode().sandboxed, reason="needs the bubblewrap sandbox")
+def test_sandbox_has_no_network_beyond_loopback(hostile_batch):
+    rows, _ = hostile_batch
+    assert "Network is unreachable" in rows["network"]["notes"], rows["network"]
+    assert rows["network"]["total"] == str(FULL)
+
+
+@pytest.mark.skipif(not sandbox.running_as_root(), reason="the fallback drops to a throwaway uid only as root")
+def test_fallback_without_sandbox_keeps_the_grader_alive(tmp_path, monkeypatch):
+    monkeypatch.setenv(sandbox.SANDBOX_VARIABLE, "none")
+    cells = hostile_cells(tmp_path / "submissions")
+    rows, feedback = grade_batch(tmp_path, {name: cells[name] for name in ("kill_all", "fork_bomb")}, {})
+    assert {row["sandbox"] for row in rows.values()} == {"none"}
+    assert "made the kernel die" in rows["kill_all"]["notes"]
+    assert "started too many processes or threads" in rows["fork_bomb"]["notes"]
+    for name, row in rows.items():
+        assert row["total"] == str(FULL), row
+    assert not [uid for uid in range(sandbox.UID_BASE, sandbox.UID_BASE + sandbox.UID_SLOTS)
+                if uid in sandbox._uids_taken], "a throwaway uid was not freed"
