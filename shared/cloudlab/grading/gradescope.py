@@ -44,6 +44,9 @@ fi
 "$PYTHON" -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --upgrade pip
 /autograder/venv/bin/python -m pip install -e /autograder/source/course
+# The hidden tests: readable by root (the grader) only. Submissions run in bubblewrap, or where the
+# container forbids it as a throwaway unprivileged uid, so they cannot read this folder.
+chmod -R go-rwx /autograder/source/grading
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
