@@ -13,15 +13,14 @@ so it can never attach to a shared ``backend serve``). Steps per submission:
    come back through the execute reply's ``user_expressions``, which printed output cannot
    forge, and carry a per-case random nonce.
 
-Writes a CSV gradebook and one markdown feedback file per submission (test results and the
-student's written answers, question by question); a bad submission gets the points it earned
-and a reason, and the batch always completes.
+This module grades ONE submission (:func:`grade_submission`); a bad submission gets the points
+it earned and a reason. Batches, caching and the command line are in ``batch.py``; feedback
+files in ``feedback.py``; gradebooks and the class summary in ``gradebook.py``.
 """
 
 from __future__ import annotations
 
 import ast
-import csv
 import functools
 import json
 import os
@@ -30,7 +29,6 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -40,8 +38,8 @@ import nbformat
 
 from .build import public_tests, tests_text
 from .check import TESTS_DIR_VARIABLE, repo_root
-from .markers import (ANSWER_PLACEHOLDER, Master, MarkerError, WrittenPrompt, _BEGIN_MARKDOWN, _END_MARKDOWN,
-                      _headings, _number, parse_master, written_prompts)
+from .markers import (ANSWER_PLACEHOLDER, Master, WrittenPrompt, _BEGIN_MARKDOWN, _END_MARKDOWN,
+                      _headings, parse_master, written_prompts)
 from . import sandbox
 from .runner import grader_code
 
@@ -615,10 +613,13 @@ class SubmissionRun:
         return bool(result["passed"]), str(result.get("message", ""))
 
 
-def grade_submission(master: Master, path: str | Path, limits: Limits | None = None, name: str | None = None) -> SubmissionGrade:
-    """Grade one submission against a parsed master."""
+def grade_submission(master: Master, path: str | Path, limits: Limits | None = None, name: str | None = None,
+                     questions: set[str] | None = None) -> SubmissionGrade:
+    """Grade one submission against a parsed master; ``questions``: run only these questions' cases."""
     path = Path(path)
     run = SubmissionRun(master, path, name or str(path), limits or Limits())
+    if questions is not None:  # a regrade of some questions: the others come from the cache
+        run.grade.cases = [case for case in run.grade.cases if case.question in questions]
     try:
         return run.run()
     except Exception as error:  # a grader bug must cost this submission a reason, not the whole batch
@@ -626,146 +627,18 @@ def grade_submission(master: Master, path: str | Path, limits: Limits | None = N
         return run.grade
 
 
-# ---- output: gradebook, feedback, summary ---------------------------------------------------
+# Batch-level code (grading many submissions, feedback, gradebooks) lives in its own modules;
+# these names stay importable from here for code written before the split.
+_MOVED = {"grade_all": "batch", "main": "batch", "feedback_markdown": "feedback", "notes": "feedback",
+          "write_gradebook": "gradebook", "summary_table": "gradebook"}
 
 
-def _points(value: float) -> str:
-    return f"{_number(value)}"
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
 
-
-def _slugs(paths: list[Path]) -> list[str]:
-    """File names for feedback: the notebook's name, with its folders when names repeat."""
-    stems = [path.stem for path in paths]
-    if len(set(stems)) == len(stems):
-        chosen = stems
-    else:
-        resolved = [path.resolve() for path in paths]
-        common = Path(os.path.commonpath([str(path.parent) for path in resolved]))
-        chosen = [str(path.relative_to(common).with_suffix("")) for path in resolved]
-    slugs, seen = [], set()
-    for text in chosen:
-        slug = re.sub(r"[^\w.-]+", "_", text).strip("_") or "submission"
-        base, count = slug, 1
-        while slug in seen:
-            count += 1
-            slug = f"{base}_{count}"
-        seen.add(slug)
-        slugs.append(slug)
-    return slugs
-
-
-def notes(grade: SubmissionGrade, limit: int = 3) -> str:
-    """The gradebook's short account of a submission's problems (the feedback has all of them)."""
-    shown = grade.problems[:limit]
-    if len(grade.problems) > limit:
-        shown.append(f"{len(grade.problems) - limit} more problem(s), see feedback")
-    return "; ".join(shown)
-
-
-def _written_lines(text: str | None) -> list[str]:
-    if text is None:
-        return ["**Your written answer:** none found (the answer cell is unchanged, empty or deleted).", ""]
-    return ["**Your written answer** (read by the instructor, not autograded):", ""] + \
-        [f"> {line}".rstrip() for line in text.splitlines()] + [""]
-
-
-def feedback_markdown(master: Master, grade: SubmissionGrade) -> str:
-    lines = [f"# Feedback: {grade.name}", "",
-             f"Lab `{master.lab_name}`: **{_points(grade.total)} / {_points(grade.max_points)} points**", ""]
-    if grade.problems:
-        lines += ["## Problems running your notebook", ""]
-        lines += [f"- {problem}" for problem in grade.problems]
-        lines.append("")
-    for question in master.questions.values():
-        cases = [case for case in grade.cases if case.question == question.name]
-        earned = sum(case.earned for case in cases)
-        lines += [f"## {question.name}: {_points(earned)} / {_points(question.points)} points", ""]
-        for case in cases:
-            verdict = "PASS" if case.passed else "FAIL"
-            hidden = " (hidden test)" if case.hidden else ""
-            lines.append(f"- **{verdict}** [{_points(case.earned)}/{_points(case.points)}] {case.description}{hidden}")
-            if case.message:
-                lines.append(f"  - {case.message}")
-            if case.ran and not case.passed and not case.hidden:
-                lines += ["", "  ```python"] + [f"  {line}".rstrip() for line in case.code.splitlines()] + ["  ```"]
-        lines.append("")
-        for prompt, text in grade.written:
-            if prompt.question == question.name:
-                lines += _written_lines(text)
-    for prompt, text in grade.written:
-        if prompt.question not in master.questions:  # a written-only question: its own section
-            lines += [f"## {prompt.title} (written)", ""] + _written_lines(text)
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def write_gradebook(master: Master, grades: list[SubmissionGrade], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["submission", *master.questions, "total", "max", "notes", "sandbox"])
-        for grade in grades:
-            writer.writerow([grade.name, *(_points(grade.question_points(q)) for q in master.questions),
-                             _points(grade.total), _points(grade.max_points), notes(grade), grade.sandbox])
-
-
-def summary_table(master: Master, grades: list[SubmissionGrade]) -> str:
-    header = ["submission", *master.questions, "total", "time", "problems"]
-    rows = [[grade.name, *(_points(grade.question_points(q)) for q in master.questions),
-             f"{_points(grade.total)}/{_points(grade.max_points)}", f"{grade.seconds:.1f}s", str(len(grade.problems))]
-            for grade in grades]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in [header, *rows])
-
-
-def grade_all(master: Master | str | Path, submissions: list[str | Path], out: str | Path,
-              feedback_dir: str | Path | None = None, limits: Limits | None = None,
-              jobs: int = 1) -> list[SubmissionGrade]:
-    """Grade every submission, ``jobs`` at a time (each in its own kernel and emulator).
-
-    One job per core is the most that helps: kernels are CPU-bound. The gradebook keeps the
-    order of ``submissions`` whatever order they finish in. Raises ``MarkerError`` if the
-    master is unusable; never fails because of a submission.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    master = master if isinstance(master, Master) else parse_master(master)
-    out = Path(out)
-    feedback_dir = Path(feedback_dir) if feedback_dir else out.parent / "feedback"
-    feedback_dir.mkdir(parents=True, exist_ok=True)
-    paths = [Path(path) for path in submissions]
-
-    def grade_one(path: Path, slug: str) -> SubmissionGrade:
-        print(f"grading {path} ...", file=sys.stderr, flush=True)
-        grade = grade_submission(master, path, limits)
-        (feedback_dir / f"{slug}.md").write_text(feedback_markdown(master, grade), encoding="utf-8")
-        return grade
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        grades = list(pool.map(grade_one, paths, _slugs(paths)))
-    write_gradebook(master, grades, out)
-    return grades
-
-
-def main(args) -> int:
-    """``python -m cloudlab grade``: 0 when every submission was graded, 2 if the master is unusable."""
-    limits = Limits(timeout=float(getattr(args, "timeout", None) or DEFAULT_TIMEOUT),
-                    cell_timeout=getattr(args, "cell_timeout", None),
-                    case_timeout=getattr(args, "case_timeout", None),
-                    memory_mb=getattr(args, "memory_mb", None) or DEFAULT_MEMORY_MB)
-    started = time.monotonic()
-    try:
-        master = parse_master(args.master)
-        grades = grade_all(master, args.submissions, args.out, args.feedback_dir, limits,
-                           jobs=int(getattr(args, "jobs", None) or 1))
-    except MarkerError as error:
-        print(f"error: the master cannot be used: {error}", file=sys.stderr)
-        return 2
-    print(summary_table(master, grades))
-    feedback_dir = args.feedback_dir or Path(args.out).parent / "feedback"
-    print(f"\n{len(grades)} submission(s) graded in {time.monotonic() - started:.1f} s; "
-          f"gradebook {args.out}, feedback in {feedback_dir}/")
-    return 0
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Limits", "SubmissionGrade", "CaseGrade", "grade_submission", "grade_all", "main", "setup_code"]
