@@ -2,12 +2,18 @@
 
 Each submission runs in a fresh Python kernel, in a temporary working directory, with its
 own in-kernel emulator (``CLOUDLAB_BACKEND=embedded`` and a private ``CLOUDLAB_STATE_DIR``,
-so it can never attach to a shared ``backend serve``). Steps per submission:
+so it can never attach to a shared ``backend serve``). The kernel, and everything it starts,
+is confined by ``sandbox.py``: bubblewrap where it works (no network, no view of the checkout,
+its own processes only), else rlimits and a throwaway uid; either way with memory, process,
+CPU and file-size limits, and the grader stops any cell or case that prints more than
+``Limits.output_mb``. The public tests are the only test file the kernel can read; hidden
+cases reach it as execute requests in step 3. Steps per submission:
 
 1. the grader's own set-up cell (the one ``docs/authoring-labs.md`` prescribes), so a
    broken or deleted first cell does not sink the rest;
 2. every code cell of the submission in order, errors allowed, each under a time limit
-   (interrupt, else restart the kernel and replay the cells that worked);
+   (interrupt, else restart the kernel and replay the cells that worked); a cell that runs
+   out of memory or starts too many processes is dropped and the kernel restarted without it;
 3. every test case of the master, public and hidden, by question name — never by cell
    position — each in a copy of the notebook's namespace under its own time limit. Results
    come back through the execute reply's ``user_expressions``, which printed output cannot
