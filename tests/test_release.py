@@ -102,6 +102,7 @@ def run_autograder(folder: Path, zip_path: Path, submission: nbformat.NotebookNo
     done = subprocess.run([str(root / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((root / "results" / "results.json").read_text())
+    assert not list((root / "source" / "grading").iterdir()), "the tests are deleted before student code runs"
     jsonschema.validate(results, SCHEMA)
     return results
 
