@@ -13,7 +13,9 @@ Backends, chosen by ``CLOUDLAB_BACKEND``:
 - ``localstack``: a running LocalStack at ``AWS_ENDPOINT_URL`` or ``LOCALSTACK_HOST``
   (default ``localhost:4566``), checked through its health endpoint. Lambda, IAM, DynamoDB
   and CloudWatch Logs still come from an embedded emulator in this process
-  (``AWS_ENDPOINT_URL_<SERVICE>``), because LocalStack's free edition cannot serve them here.
+  (``AWS_ENDPOINT_URL_<SERVICE>``), because LocalStack's free edition cannot serve them here;
+  so does Rekognition's DetectModerationLabels, which only cloudlab's stand-in serves
+  (``moderation_standin``).
 - ``aws``: real AWS, only with ``CLOUDLAB_ALLOW_REAL_AWS=yes``.
 """
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import guard, local_services
+from . import moderation_standin as _moderation_standin  # noqa: F401  registers the Rekognition stand-in with every embedded server
 from .aws_protocol import DEFAULT_REGION
 from .embedded import HEALTH_PATH, EmbeddedServer, wait_until_healthy
 from .guard import REAL_AWS_OPT_IN, RealAWSBlocked
@@ -34,9 +37,11 @@ from .guard import REAL_AWS_OPT_IN, RealAWSBlocked
 # Under CLOUDLAB_BACKEND=localstack these come from the embedded emulator, in the kernel and in
 # Lambda environments: Lambda (LocalStack runs it only in Docker), IAM (where CreateFunction
 # finds the execution role), DynamoDB (LocalStack's is Amazon's DynamoDB Local: Java, a vendor
-# licence, downloaded at first use) and CloudWatch Logs (where the local Lambda service writes).
+# licence, downloaded at first use), CloudWatch Logs (where the local Lambda service writes) and
+# Rekognition (LocalStack does not emulate it; cloudlab's moderation stand-in answers, notebook 06).
 EMBEDDED_UNDER_LOCALSTACK = ("AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL_IAM",
-                             "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_LOGS")
+                             "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_LOGS",
+                             "AWS_ENDPOINT_URL_REKOGNITION")
 BACKENDS = ("embedded", "localstack", "aws")
 _CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                          "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
