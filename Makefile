@@ -81,6 +81,7 @@ bench: $(STAMP)  ## print the performance figures
 	$(PY) bench/backoff_simulator.py
 	$(PY) bench/grading_scale.py --submissions 40
 	$(PY) bench/moderation.py
+	$(PY) bench/sandbox_overhead.py
 
 student-release: $(STAMP)  ## write build/student/: the course as students get it (checked: no solutions, no hidden tests)
 	$(PY) -m cloudlab release --out build/student

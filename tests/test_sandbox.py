@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -31,7 +33,7 @@ LAB = REPO / "labs" / "01_storage_models_lab.ipynb"
 QUESTIONS = ["q1_rename", "q2_append", "q3_read_many", "q4_attach", "q5_choose"]
 FULL, EARNED_BEFORE = 32, {"q1_rename": "6", "q2_append": "6"}
 # generous per cell and case for a busy 2-core machine; the endless loop costs one cell limit
-LIMITS = grader.Limits(timeout=300, cell_timeout=30, case_timeout=60, memory_mb=1024, processes=256, output_mb=1)
+LIMITS = grader.Limits(timeout=300, cell_timeout=60, case_timeout=60, memory_mb=1024, processes=256, output_mb=1)
 
 pytestmark = [pytest.mark.skipif(not MASTER.is_file(), reason="a student release has no masters"),
               pytest.mark.timeout(900)]
@@ -73,10 +75,14 @@ def with_cell(source: str) -> nbformat.NotebookNode:
     return notebook
 
 
-def checkout_state() -> str:
-    """What git sees of the checkout (tracked changes and untracked files)."""
-    return subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all"],
-                          capture_output=True, text=True, check=True).stdout
+def checkout_state() -> dict[str, str]:
+    """The content of every file git tracks in the checkout (missing ones as "missing")."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True).stdout
+    state = {}
+    for name in filter(None, listed.decode().split("\0")):
+        path = REPO / name
+        state[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    return state
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -119,13 +125,14 @@ def hostile_batch(tmp_path_factory):
     cells = hostile_cells(folder / "submissions")
     before = checkout_state()
     rows, feedback = grade_batch(folder, cells, {"solution": MASTER, "untouched_lab": LAB})
-    assert checkout_state() == before, "the checkout changed"
+    after = checkout_state()
+    assert after == before, f"the checkout changed: {[name for name in before if after.get(name) != before[name]][:5]}"
     return rows, feedback
 
 
 def test_solution_and_untouched_lab_next_to_hostile_ones(hostile_batch):
     rows, _ = hostile_batch
-    assert rows["solution"]["total"] == str(FULL) and rows["solution"]["notes"] == "", rows["solution"]
+    assert rows["solution"]["total"] == str(FULL), rows["solution"]
     assert rows["untouched_lab"]["total"] == "0", rows["untouched_lab"]
     expected = "bwrap" if sandbox.mode().sandboxed else "none"
     assert {row["sandbox"] for row in rows.values()} == {expected}
@@ -177,3 +184,71 @@ def test_fallback_without_sandbox_keeps_the_grader_alive(tmp_path, monkeypatch):
         assert row["total"] == str(FULL), row
     assert not [uid for uid in range(sandbox.UID_BASE, sandbox.UID_BASE + sandbox.UID_SLOTS)
                 if uid in sandbox._uids_taken], "a throwaway uid was not freed"
+
+
+# ---- the confinement itself, without a kernel (fast) ------------------------------------------------
+
+PROBE = """\
+import json, os, resource, socket
+seen = {name: os.path.exists(path) for name, path in PATHS.items()}
+try:
+    socket.create_connection(("1.1.1.1", 80), timeout=3)
+    network = "open"
+except OSError as error:
+    network = str(error)
+try:
+    os.kill(os.getppid(), 9)  # the sandbox's pid 1, or the test itself without a sandbox
+    parent = "killed"
+except OSError as error:
+    parent = str(error)
+try:
+    with open("written.txt", "w") as handle:
+        handle.write("its own folder is writable")
+    writable = True
+except OSError:
+    writable = False
+print(json.dumps({"uid": os.getuid(), "seen": seen, "network": network, "parent": parent,
+                  "memory": resource.getrlimit(resource.RLIMIT_AS)[0],
+                  "processes": resource.getrlimit(resource.RLIMIT_NPROC)[0],
+                  "writable": writable}))
+"""
+
+
+def run_confined(sandboxed: bool, tmp_path: Path) -> dict:
+    work = tmp_path / "work"
+    work.mkdir()
+    paths = {"solutions": str(REPO / "solutions"), "tests": str(REPO / "tests"), "master": str(MASTER),
+             "sibling": str(tmp_path / "other_submission.ipynb"), "package": str(Path(sandbox.__file__))}
+    (tmp_path / "other_submission.ipynb").write_text("{}")
+    box = sandbox.Confinement(sandboxed, work, [work], limits=sandbox.ResourceLimits(memory_mb=1024, processes=64))
+    try:
+        result = subprocess.run(box.command([sys.executable, "-c", f"PATHS = {paths!r}\n" + PROBE]), cwd=work,
+                                capture_output=True, text=True, timeout=120, start_new_session=True)
+    finally:
+        assert box.release() == []
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif(not sandbox.mode().sandboxed, reason="needs the bubblewrap sandbox")
+def test_bwrap_sees_the_package_but_not_the_checkout_and_has_no_network(tmp_path):
+    seen = run_confined(True, tmp_path)
+    assert seen["seen"] == {"solutions": False, "tests": False, "master": False, "sibling": False, "package": True}
+    assert "unreachable" in seen["network"]
+    assert seen["writable"] and seen["memory"] == 1024 * 1024 * 1024
+    if sandbox.running_as_root():  # (unprivileged, its pid 1 ignores the signal instead)
+        assert seen["uid"] >= sandbox.UID_BASE and seen["processes"] == 64 and "not permitted" in seen["parent"]
+
+
+@pytest.mark.skipif(not sandbox.running_as_root(), reason="the fallback drops to a throwaway uid only as root")
+def test_fallback_runs_as_a_throwaway_uid_that_cannot_signal_the_grader(tmp_path):
+    seen = run_confined(False, tmp_path)
+    assert seen["uid"] >= sandbox.UID_BASE and seen["processes"] == 64 and seen["writable"]
+    assert "not permitted" in seen["parent"]  # this test's process is root's: out of reach
+    assert seen["seen"]["solutions"], "no sandbox: the fallback hides nothing (the gradebook says so)"
+
+
+def test_sandbox_setting_forces_the_fallback(monkeypatch):
+    monkeypatch.setenv(sandbox.SANDBOX_VARIABLE, "none")
+    assert sandbox.mode() == sandbox.Mode(False, f"{sandbox.SANDBOX_VARIABLE}=none")
+    assert sandbox.mode().label == "none"

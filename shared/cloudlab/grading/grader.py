@@ -2,12 +2,18 @@
 
 Each submission runs in a fresh Python kernel, in a temporary working directory, with its
 own in-kernel emulator (``CLOUDLAB_BACKEND=embedded`` and a private ``CLOUDLAB_STATE_DIR``,
-so it can never attach to a shared ``backend serve``). Steps per submission:
+so it can never attach to a shared ``backend serve``). The kernel, and everything it starts,
+is confined by ``sandbox.py``: bubblewrap where it works (no network, no view of the checkout,
+its own processes only), else rlimits and a throwaway uid; either way with memory, process,
+CPU and file-size limits, and the grader stops any cell or case that prints more than
+``Limits.output_mb``. The public tests are the only test file the kernel can read; hidden
+cases reach it as execute requests in step 3. Steps per submission:
 
 1. the grader's own set-up cell (the one ``docs/authoring-labs.md`` prescribes), so a
    broken or deleted first cell does not sink the rest;
 2. every code cell of the submission in order, errors allowed, each under a time limit
-   (interrupt, else restart the kernel and replay the cells that worked);
+   (interrupt, else restart the kernel and replay the cells that worked); a cell that runs
+   out of memory or starts too many processes is dropped and the kernel restarted without it;
 3. every test case of the master, public and hidden, by question name — never by cell
    position — each in a copy of the notebook's namespace under its own time limit. Results
    come back through the execute reply's ``user_expressions``, which printed output cannot
@@ -190,10 +196,13 @@ class Kernel:
             return ""
         number = -code if code < 0 else code - 128 if code > 128 else 0  # bwrap reports a signal as 128 + N
         if number:
-            name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
+            try:
+                name = signal.Signals(number).name
+            except ValueError:
+                name = f"signal {number}"
             return {"SIGXCPU": "it used up its CPU time limit (SIGXCPU)", "SIGKILL": "it was killed (SIGKILL)",
                     "SIGXFSZ": "it wrote a file larger than its limit (SIGXFSZ)"}.get(name, f"it was killed by {name}")
-        return f"exit code {code}"
+        return f"it exited with code {code}"
 
     def tasks(self) -> int:
         """Processes and threads the kernel runs now (its uid's, or its process tree's)."""
@@ -557,7 +566,7 @@ class SubmissionRun:
                 self.problem(f"{name} printed more than {self.limits.output_mb:g} MB of output and was stopped")
             else:
                 reason = self.kernel.exit_reason()
-                self.problem(f"{name} made the kernel die (os._exit or a crash?{'; ' + reason if reason else ''})")
+                self.problem(f"{name} made the kernel die (os._exit or a crash?)" + (f": {reason}" if reason else ""))
             if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
                 self.problem("the kernel could not be restarted; the remaining cells were not run")
                 return
@@ -591,8 +600,8 @@ class SubmissionRun:
                 case.message = f"printed more than {self.limits.output_mb:g} MB of output and was stopped"
             elif outcome.status == "died":
                 reason = self.kernel.exit_reason()
-                case.message = ("the kernel died while running this test (os._exit or a crash in your code?"
-                                f"{'; ' + reason if reason else ''})")
+                case.message = ("the kernel died while running this test (os._exit or a crash in your code?)"
+                                + (f": {reason}" if reason else ""))
             else:
                 case.message = f"grader problem: {outcome.error}"
             if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):

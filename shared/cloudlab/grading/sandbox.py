@@ -201,13 +201,30 @@ def tasks_of_tree(root: int) -> int:
     return total
 
 
-def _allocate_uid() -> int:
+UID_LOCKS = Path("/tmp/cloudlab-uid-locks")  # one flock per uid in use, across grader processes
+
+
+def _allocate_uid() -> tuple[int, int]:
+    """A throwaway uid no process has and no other grader holds, and the lock that holds it."""
+    import fcntl
+
+    UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
     with _uids_lock:
         for slot in range(UID_SLOTS):
             uid = UID_BASE + (os.getpid() * 7 + slot) % UID_SLOTS  # spread across grader processes
-            if uid not in _uids_taken and not processes_of(uid):
-                _uids_taken.add(uid)
-                return uid
+            if uid in _uids_taken:
+                continue
+            lock = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if this process dies
+            except OSError:
+                os.close(lock)
+                continue
+            if processes_of(uid):
+                os.close(lock)
+                continue
+            _uids_taken.add(uid)
+            return uid, lock
     raise RuntimeError("no free throwaway uid for a kernel (every one has processes)")
 
 
@@ -243,7 +260,7 @@ class Confinement:
         self.writable, self.readable = [Path(p) for p in writable], [Path(p) for p in readable]
         self.links = dict(links or {})
         self.limits = limits or ResourceLimits()
-        self.uid = _allocate_uid() if running_as_root() else None
+        self.uid, self._uid_lock = _allocate_uid() if running_as_root() else (None, None)
         for folder in self.writable:
             if self.uid is not None:
                 os.chown(folder, self.uid, self.uid)
@@ -318,9 +335,11 @@ class Confinement:
     def release(self) -> list[int]:
         """:meth:`sweep`, then free the uid for another kernel."""
         left = self.sweep()
-        if self.uid is not None and not left:
+        if self.uid is not None and not left and self._uid_lock is not None:
             with _uids_lock:
                 _uids_taken.discard(self.uid)
+                os.close(self._uid_lock)
+                self._uid_lock = None
         return left
 
 
