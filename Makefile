@@ -80,8 +80,8 @@ bench: $(STAMP)  ## print the performance figures
 	cd bench && ../$(PY) dynamodb_races.py --races 1000 --racers 4
 	$(PY) bench/backoff_simulator.py
 	$(PY) bench/grading_scale.py --submissions 40
-	$(PY) bench/sandbox_overhead.py
 	$(PY) bench/moderation.py
+	$(PY) bench/sandbox_overhead.py
 
 student-release: $(STAMP)  ## write build/student/: the course as students get it (checked: no solutions, no hidden tests)
 	$(PY) -m cloudlab release --out build/student

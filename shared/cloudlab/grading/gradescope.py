@@ -44,8 +44,7 @@ fi
 "$PYTHON" -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --upgrade pip
 /autograder/venv/bin/python -m pip install -e /autograder/source/course
-# The hidden tests: readable by root (the grader) only. Submissions run in bubblewrap, or where the
-# container forbids it as a throwaway unprivileged uid, so they cannot read this folder.
+# The hidden tests: root (the grader) only; run_autograder also deletes them once read
 chmod -R go-rwx /autograder/source/grading
 """
 
@@ -54,7 +53,7 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 set -u
 ROOT="${CLOUDLAB_AUTOGRADER_ROOT:-/autograder}"
 PYTHON="${CLOUDLAB_AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}"
-exec "$PYTHON" -m cloudlab.grading.gradescope --root "$ROOT" --master "$ROOT/source/grading/@LAB@.ipynb"
+exec "$PYTHON" -m cloudlab.grading.gradescope --root "$ROOT" --master "$ROOT/source/grading/@LAB@.ipynb" --forget-tests
 """
 
 
@@ -96,12 +95,19 @@ def results_json(master: Master, grade: SubmissionGrade | None, problem: str = "
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
 
 
-def run(root: Path, master_path: Path, limits: Limits | None = None) -> dict:
-    """Grade ``root/submission`` and write ``root/results/results.json``; returns what it wrote."""
+def run(root: Path, master_path: Path, limits: Limits | None = None, forget_tests: bool = False) -> dict:
+    """Grade ``root/submission`` and write ``root/results/results.json``; returns what it wrote.
+
+    ``forget_tests``: delete the grading notebook once it is read, before any student code runs.
+    Gradescope starts a fresh container per submission, so nothing needs it again, and a
+    submission graded without bubblewrap (whose uid may read any file) finds no tests on disk.
+    """
     from .sources import load_master
 
     started = time.monotonic()
     master = load_master(master_path)
+    if forget_tests:
+        master_path.unlink()
     notebook, problem = find_notebook(root / "submission", master.lab_name)
     grade = grade_submission(master, notebook, limits, name=notebook.name) if notebook else None
     results = results_json(master, grade, problem, time.monotonic() - started)
@@ -117,10 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=None, help=f"the /autograder folder (default ${ROOT_VARIABLE} or /autograder)")
     parser.add_argument("--master", required=True, help="the grading notebook (or tests file) of the lab")
     parser.add_argument("--timeout", type=float, default=300, help="seconds for the whole notebook (default 300)")
+    parser.add_argument("--forget-tests", action="store_true",
+                        help="delete the grading notebook once read (run_autograder does: one container per submission)")
     args = parser.parse_args(argv)
     root = Path(args.root or os.environ.get(ROOT_VARIABLE) or "/autograder")
     try:
-        run(root, Path(args.master), Limits(timeout=args.timeout))
+        run(root, Path(args.master), Limits(timeout=args.timeout), args.forget_tests)
     except Exception as error:  # the autograder itself is broken: say so in results.json, not only in stdout
         (root / "results").mkdir(parents=True, exist_ok=True)
         (root / "results" / "results.json").write_text(json.dumps({
