@@ -290,8 +290,8 @@ class Confinement:
         """``argv`` run through the limits step, inside bubblewrap when sandboxed."""
         settings = {"limits": asdict(self.limits), "uid": self.uid, "sandboxed": self.sandboxed,
                     "read_everything": self.read_everything}
-        # -s -E: the step reads no user site and no PYTHON* variables, whatever the environment says
-        step = [sys.executable, "-s", "-E", str(Path(__file__).resolve()), json.dumps(settings), "--", *argv]
+        # -I -S: the step reads no PYTHON* variables, no site-packages and no current folder (stdlib only)
+        step = [sys.executable, "-I", "-S", str(Path(__file__).resolve()), json.dumps(settings), "--", *argv]
         return self._bwrap() + ["--", *step] if self.sandboxed else step
 
     def _bwrap(self) -> list[str]:
