@@ -33,14 +33,19 @@ from cloudlab.grading.markers import _BEGIN_CODE, cell_kind, cell_label, parse_m
 
 
 def variants(master_path: Path) -> list[tuple[str, nbformat.NotebookNode]]:
-    """The master, the generated lab, and the master with each solution cell stubbed in turn."""
+    """The master, the generated lab, and partly solved labs: the master's solutions without its
+    test and solution-only cells (what a student who solved everything hands in), with one
+    solution cell stubbed as the lab has it, in turn."""
     master = parse_master(master_path)
     found = [("master", nbformat.read(master_path, as_version=4)), ("lab", build.lab_notebook(master))]
+    kinds = [cell_kind(cell, cell_label(master_path, number, cell))
+             for number, cell in enumerate(master.notebook.cells, start=1)]
     for number, cell in enumerate(master.notebook.cells, start=1):
         where = cell_label(master_path, number, cell)
-        if cell_kind(cell, where) == "code" and any(_BEGIN_CODE.match(line) for line in cell.source.splitlines()):
+        if kinds[number - 1] == "code" and any(_BEGIN_CODE.match(line) for line in cell.source.splitlines()):
             partial = nbformat.read(master_path, as_version=4)
             partial.cells[number - 1].source = stub_code(cell.source, where)
+            partial.cells = [c for c, kind in zip(partial.cells, kinds) if kind not in ("test", "solution-only")]
             found.append((f"partial-{number}", partial))
     return found
 
@@ -94,12 +99,15 @@ def main() -> int:
                                         jobs=jobs, cache_dir=None, log=io.StringIO())
             walls[jobs] = time.monotonic() - started
             seconds = [item.grade.seconds for item in results]
-            totals = sorted({item.grade.total for item in results})
+            by_variant: dict[str, set] = {}
+            for item in results:
+                by_variant.setdefault(Path(item.student).stem.split("_", 1)[1], set()).add(f"{item.grade.total:g}")
+            totals = ", ".join(f"{name} {'/'.join(sorted(values))}" for name, values in by_variant.items())
             mean = statistics.fmean(seconds)
             print(f"  {jobs} worker(s): {walls[jobs]:.0f} s wall, {walls[jobs] / len(paths):.2f} s per submission; "
                   f"each submission {mean:.1f} s on average (median {statistics.median(seconds):.1f}, "
                   f"max {max(seconds):.1f}) = {overhead:.1f} s overhead + {max(mean - overhead, 0):.1f} s student "
-                  f"code and tests; totals seen {totals} of {master.max_points:g}")
+                  f"code and tests; points by variant (of {master.max_points:g}): {totals}")
         print(f"speed-up with 2 workers: {walls[1] / walls[2]:.2f}x")
     return 0
 
