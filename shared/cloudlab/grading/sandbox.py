@@ -173,15 +173,15 @@ def _process_table() -> dict[int, dict[str, int]]:
         try:
             fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
             table[int(entry.name)] = {"uid": int(fields["Uid"].split()[0]), "ppid": int(fields["PPid"]),
-                                      "threads": int(fields["Threads"])}
+                                      "threads": int(fields["Threads"]), "zombie": fields["State"].split()[0] == "Z"}
         except (OSError, KeyError, ValueError, IndexError):  # it ended while we read
             continue
     return table
 
 
 def processes_of(uid: int) -> list[int]:
-    """Pids whose real uid is ``uid``."""
-    return [pid for pid, row in _process_table().items() if row["uid"] == uid]
+    """Pids of live processes whose real uid is ``uid`` (zombies are dead: only their reaper can clear them)."""
+    return [pid for pid, row in _process_table().items() if row["uid"] == uid and not row["zombie"]]
 
 
 def tasks_of_uid(uid: int) -> int:
@@ -236,7 +236,7 @@ def _allocate_uid() -> tuple[int, int]:
             except OSError:
                 os.close(lock)
                 continue
-            if processes_of(uid):
+            if any(row["uid"] == uid for row in _process_table().values()):  # zombies too: RLIMIT_NPROC counts them
                 os.close(lock)
                 continue
             _uids_taken.add(uid)
@@ -244,7 +244,7 @@ def _allocate_uid() -> tuple[int, int]:
     raise RuntimeError("no free throwaway uid for a kernel (every one has processes)")
 
 
-def sweep(uid: int, timeout: float = 10) -> list[int]:
+def sweep(uid: int, timeout: float = 30) -> list[int]:
     """SIGKILL every process of ``uid`` until none is left; returns the pids that would not die."""
     deadline = time.monotonic() + timeout
     while True:
