@@ -34,3 +34,18 @@ def test_every_package_of_localstack_is_pinned():
     assert all("==" in line for line in lines), [line for line in lines if "==" not in line]
     for pin in ("cbor2==5.9.0", "pyOpenSSL==24.3.0", "cryptography==44.0.3", "service-identity==24.2.0"):
         assert pin in lines
+
+
+def test_the_compose_file_runs_the_release_ci_tests_with_the_same_services():
+    """compose.yaml (README, "LocalStack") pins the tag CI installs and starts the services it starts."""
+    import re
+
+    import yaml
+
+    compose = yaml.safe_load((SCRIPT.parents[1] / "compose.yaml").read_text())["services"]["localstack"]
+    pinned = re.search(r"^localstack-core\[runtime\]==(\d+\.\d+)\.\d+$",
+                       (SCRIPT.parent / "localstack-requirements.txt").read_text(), re.M)
+    assert compose["image"] == f"localstack/localstack:{pinned[1]}"
+    services = dict(item.split("=", 1) for item in compose["environment"])["SERVICES"].split("#")[0].strip()
+    ci_services = re.search(r"^SERVICES=(\S+)$", SCRIPT.read_text(), re.M)[1]
+    assert sorted(services.split(",")) == sorted(ci_services.split(","))

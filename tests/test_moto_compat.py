@@ -61,6 +61,9 @@ def test_instance_attributes_cloudlab_reads_are_on_live_moto_objects():
     lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
                         Code={"ZipFile": zip_code("def handler(event, context):\n    return 1\n")})
     logs.create_log_group(logGroupName=f"/aws/lambda/{name}")
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    events.put_rule(Name=name, ScheduleExpression="rate(1 hour)")
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
     try:
         account = moto_compat.DEFAULT_ACCOUNT_ID
         iam_backend = moto_compat.iam_backends[account]["global"]
@@ -71,11 +74,16 @@ def test_instance_attributes_cloudlab_reads_are_on_live_moto_objects():
             "moto.iam.models:AccessKey": next(k for k in user.access_keys if k.access_key_id == key_id),
             "moto.awslambda.models:LambdaFunction": moto_compat.lambda_backends[account]["us-east-1"].get_function(name),
             "moto.logs.models:LogGroup": moto_compat.logs_backends[account]["us-east-1"].groups[f"/aws/lambda/{name}"],
+            "moto.events.models:EventsBackend": moto_compat.events_backends[account]["us-east-1"],
+            "moto.events.models:Rule": moto_compat.events_backends[account]["us-east-1"].event_buses["default"].rules[name],
+            "moto.sqs.models:Queue": moto_compat.sqs_backends[account]["us-east-1"].queues[name],
         }
         problems = moto_compat.instance_problems(objects)
         assert not problems, "\n".join(problems)
     finally:
         lam.delete_function(FunctionName=name)
+        events.delete_rule(Name=name)
+        sqs.delete_queue(QueueUrl=queue_url)
 
 
 def test_patches_are_applied_once_the_embedded_server_runs():
@@ -83,7 +91,9 @@ def test_patches_are_applied_once_the_embedded_server_runs():
     assert set(moto_compat.applied()) == {
         "moto.core.utils:camelcase_to_underscores", "moto.core.utils:method_names_from_class",
         "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action",
-        "moto.awslambda.models:LambdaFunction.invoke"}
+        "moto.awslambda.models:LambdaFunction.invoke",
+        "moto.awslambda.models:LambdaBackend.create_event_source_mapping",
+        "moto.awslambda.models:LambdaBackend.delete_event_source_mapping"}
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.core.utils import camelcase_to_underscores
 

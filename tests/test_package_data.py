@@ -9,7 +9,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DATA = ("cloudlab/data/aws_prices.csv", "cloudlab/data/storage_performance.csv",
-                "cloudlab/lambda_service/_watchdog/sitecustomize.py")
+                "cloudlab/lambda_service/_watchdog/sitecustomize.py",
+                # the capstone's upload page, which publish_site uploads (notebook 06)
+                "cloudlab/pipeline/web/index.html", "cloudlab/pipeline/web/app.js", "cloudlab/pipeline/web/style.css",
+                # the capstone's SAM app, which the deployer zips (notebook 06)
+                "cloudlab/pipeline/template.yaml", "cloudlab/pipeline/functions/upload/app.py",
+                "cloudlab/pipeline/functions/custom_analyzer/requirements.txt",
+                "cloudlab/pipeline/layers/common/python/moderation/coordination.py",
+                "cloudlab/pipeline/layers/common/python/moderation/decisions.py")
 
 CHECK = """
 import sys

@@ -1,5 +1,5 @@
 """Command line: ``python -m cloudlab doctor | backend serve | backend wait | labs build | labs check | grade |
-gradebook | release | conformance``."""
+gradebook | release | conformance | pipeline``."""
 
 from __future__ import annotations
 
@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     from .conformance import cli as conformance
 
     conformance.add_parser(commands)
+
+    from .pipeline import cli as pipeline
+
+    pipeline.add_parser(commands)
 
     args = parser.parse_args(argv)
     return args.run(args) or 0

@@ -178,7 +178,12 @@ def _lambda_units(operation: str, response_headers: dict, latency_ms: float, **_
     return units
 
 
-_UNITS = {"s3": _s3_units, "sqs": _sqs_units, "sns": _sns_units, "dynamodb": _dynamodb_units, "lambda": _lambda_units}
+def _rekognition_units(operation: str, **_) -> dict[str, float]:
+    return {"image": 1} if operation.startswith("Detect") or operation in ("RecognizeCelebrities", "CompareFaces") else {}
+
+
+_UNITS = {"s3": _s3_units, "sqs": _sqs_units, "sns": _sns_units, "dynamodb": _dynamodb_units, "lambda": _lambda_units,
+          "rekognition": _rekognition_units}
 
 
 def estimate(service: str, operation: str, **details) -> tuple[dict[str, float], float]:

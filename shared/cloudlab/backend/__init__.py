@@ -193,6 +193,12 @@ def localstack_health(endpoint: str) -> dict:
         return json.load(response)
 
 
+def current() -> Backend | None:
+    """The backend ``use_backend()`` chose last in this process (``None`` before the first call)."""
+    backend = _current["backend"]
+    return backend if isinstance(backend, Backend) else None
+
+
 def use_backend(name: str | None = None) -> Backend:
     """Make sure an AWS endpoint is running and point boto3 (and subprocesses) at it.
 
@@ -228,4 +234,4 @@ def use_backend(name: str | None = None) -> Backend:
     return backend
 
 
-__all__ = ["Backend", "BackendError", "RealAWSBlocked", "use_backend", "running_server_url", "HEALTH_PATH"]
+__all__ = ["Backend", "BackendError", "RealAWSBlocked", "use_backend", "current", "running_server_url", "HEALTH_PATH"]

@@ -25,7 +25,7 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
-from . import iam_auth, local_services, moto_compat, presign, sqs_rules
+from . import chaos, iam_auth, local_services, moto_compat, presign, request_log, s3_website, sqs_rules
 from .aws_protocol import CREDENTIAL_SCOPE as _CREDENTIAL_SCOPE, DEFAULT_REGION
 from .http11 import HttpLimits, HttpServer, Request, RequestHeaders
 from .local_services import SERVICE_OVERRIDES
@@ -73,6 +73,11 @@ def aws_url(service: str, region: str, headers, path: str, query: str) -> str:
 _DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
                                "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement",
                                "ExecuteTransaction"})
+# Reads that walk moto's dicts with no lock: next to a concurrent write they can fail with
+# "dictionary changed size during iteration" (seen: the capstone's sweeper scanning while
+# analyzers write). They are not held up by writes; they are simply run again (_read_again).
+_DYNAMODB_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+_READ_ATTEMPTS = 5
 _NO_LOCK = contextlib.nullcontext()
 
 
@@ -114,7 +119,7 @@ class MotoDispatcher:
         moto evaluates a ConditionExpression and applies the write in two steps with no lock:
         two concurrent conditional updates can both pass the check (measured: 1-2 double
         winners in 1,000 races against moto's server). DynamoDB guarantees exactly one.
-        Reads, and every other service (SQS long polls included), are not held up.
+        Other DynamoDB calls, and every other service (SQS long polls included), are not held up.
         """
         if host.startswith("dynamodb.") and headers.get("X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_WRITES:
             return self._dynamodb_write_lock
@@ -134,11 +139,19 @@ class MotoDispatcher:
             return 400, {}, _error_xml("UnknownService", f"no emulated service for {parts.netloc}")
         for pattern, handler in routes:
             if pattern.match(clean_url):
-                request = _moto_request(method, parts, headers, body)
                 lock = self._write_lock_for(parts.netloc, headers)
+                attempts = _READ_ATTEMPTS if (parts.netloc.startswith("dynamodb.") and headers.get(
+                    "X-Amz-Target", "").rpartition(".")[2] in _DYNAMODB_READS) else 1
                 try:
-                    with lock:
-                        status, response_headers, response_body = handler(request, request.raw_url, request.headers)
+                    for attempt in range(attempts):
+                        request = _moto_request(method, parts, headers, body)
+                        try:
+                            with lock:
+                                status, response_headers, response_body = handler(request, request.raw_url, request.headers)
+                            break
+                        except RuntimeError as error:  # a read met a concurrent write mid-iteration: read again
+                            if attempt + 1 == attempts or "changed size during iteration" not in str(error):
+                                raise
                 except HTTPException as error:
                     status, response_headers, response_body = error.code, dict(error.get_headers()), error.get_body()
                 return status, dict(response_headers or {}), response_body
@@ -175,18 +188,39 @@ class EmbeddedFront:
         return self.respond(request.method, request.target, request.headers, request.body)
 
     def respond(self, method: str, target: str, headers: RequestHeaders, body: bytes):
+        started = time.thread_time()  # CPU time of this thread: a long poll's wait does not count
+        answer = self._respond(method, target, headers, body)
+        if request_log.LOG.active and not target.startswith("/_cloudlab/"):
+            path, _, query = target.partition("?")
+            service, _ = service_and_region(headers, path, query)
+            status, _, response_body = answer
+            request_log.LOG.record(iam_auth.access_key_of(headers, query) or "anonymous", service,
+                                   chaos.operation_of(service, method, path, headers, body), status, body,
+                                   response_body if isinstance(response_body, bytes) else str(response_body).encode(),
+                                   time.thread_time() - started)
+        return answer
+
+    def _respond(self, method: str, target: str, headers: RequestHeaders, body: bytes):
         path, _, query = target.partition("?")
         if path == HEALTH_PATH:
             return 200, {"Content-Type": "application/json"}, json.dumps({"status": "running", "backend": "embedded"})
         if path == "/moto-api/reset" and method == "POST":
             reset_all_state()
             return 200, {"Content-Type": "application/json"}, b'{"status": "ok"}'
+        if path == chaos.PATH:  # fault rules, empty unless someone adds them (pipeline run --chaos)
+            return chaos.http_answer(method, body)
+        if path == request_log.PATH:  # server-side call counts (pipeline run), off unless started
+            return request_log.http_answer(method)
         if path == "/moto-api/reset-auth":
             # moto's global IAM switch would refuse every other notebook's calls on a shared
             # server; this backend checks IAM users' keys per request instead (iam_auth).
             return 400, {"Content-Type": "application/json"}, json.dumps({"Error": (
                 "the embedded backend does not switch IAM checks on globally: requests signed with an "
                 "IAM user's access key (iam.create_access_key) are always checked against its policies")})
+        site = s3_website.match(headers.get("Host", ""), path)
+        if site is not None:  # S3 static website hosting, which moto does not serve (notebook 06)
+            bucket, key_path, root = site
+            return s3_website.respond(self._anonymous_get, method, bucket, key_path, root, headers)
         service, region = service_and_region(headers, path, query)
         presigned = service == "s3" and presign.is_presigned(query)
         if presigned:
@@ -203,17 +237,36 @@ class EmbeddedFront:
             if refusal is not None:
                 return refusal
         url = aws_url(service, region, headers, path, query)
-        try:
-            override = SERVICE_OVERRIDES.get(service)
-            if override is not None:
-                answer = override(method, path, query, headers, body)
+        lost = None
+        if chaos.REGISTRY.active:
+            fired = chaos.REGISTRY.before(service, chaos.operation_of(service, method, path, headers, body), body)
+            if fired is not None:
+                lost, answer = fired
                 if answer is not None:
                     return answer
-            with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' and roles' keys
-                return self.dispatcher.dispatch(method, url, headers, body)
+        try:
+            if lost is not None:  # apply the request, then drop its response
+                self._answer(service, method, path, query, headers, body, url, presigned)
+                return chaos.error_answer(service, lost, lost=True)
+            return self._answer(service, method, path, query, headers, body, url, presigned)
         except Exception as error:  # an emulator bug must not take the server down
             logging.getLogger("cloudlab.embedded").exception("emulator error")
             return 500, {}, _error_xml("InternalError", f"{type(error).__name__}: {error}")
+
+    def _answer(self, service, method, path, query, headers, body, url, presigned):
+        """A local service's answer (``SERVICE_OVERRIDES``), else moto's, under IAM checks."""
+        override = SERVICE_OVERRIDES.get(service)
+        if override is not None:
+            answer = override(method, path, query, headers, body)
+            if answer is not None:
+                return answer
+        with iam_auth.enforce_for_request(headers, query, presigned):  # IAM users' and roles' keys
+            return self.dispatcher.dispatch(method, url, headers, body)
+
+
+    def _anonymous_get(self, method: str, target: str, headers: RequestHeaders):
+        """An unsigned S3 REST request, answered exactly as one from outside would be."""
+        return self.respond(method, target, headers, b"")
 
 
 def _install_local_services(url: str) -> None:

@@ -9,7 +9,7 @@ module imports moto. moto is pinned exactly (``MOTO_VERSION``, the same pin as i
 ``pyproject.toml`` and ``environment.yml``).
 
 Patches (applied once per process: :func:`install` applies the first three when an embedded
-server starts, the local Lambda service the last):
+server starts, the local Lambda service the last two):
 
 =====================================================  ===================================  ==========================================================  =======
 moto internal                                          patched by                           why                                                         since
@@ -20,6 +20,8 @@ moto internal                                          patched by               
 ``._authenticate_and_authorize_action``                ``iam_auth.authorizer``              moto's global switch (``moto.core.responses`` before)
 ``moto.awslambda.models.LambdaFunction.invoke``        :func:`replace_lambda_invoke`        S3/SNS-triggered invokes run in the local Lambda service;   0.4.27
                                                                                             moto's own needs Docker
+``moto.awslambda.models.LambdaBackend``                :func:`replace_event_source_         CloudFormation-created SQS mappings are polled by the       5.2.5*
+``.create_event_source_mapping`` / ``.delete_...``     mappings`                            local service; moto's own deliver inside SendMessage
 =====================================================  ===================================  ==========================================================  =======
 
 Reads (lazy attributes of this module, so importing it does not import moto):
@@ -46,10 +48,12 @@ moto internal                                              read by, for         
 ``moto.core.exceptions`` (``JsonRESTError``, ``_RESTError``)  ``iam_auth``: AWS-shaped errors (JSON or XML)              5.2.0
 ``moto.sqs.models.sqs_backends``                           ``sqs_rules``: a queue's MaximumMessageSize                   0.3.9
 ``moto.core.config.default_user_config``                   :func:`stepfunctions_settings`: the interpreter switch       5.0.0
+``moto.events.models.events_backends`` (rules, tags)       ``lambda_service.schedules``: schedule rules to fire         5.2.5*
 =========================================================  ==========================================================  =======
 
 "since" is the first moto release with that name at that path, read from moto's git history
-(">5.2.3": newer than the history at hand); the shapes are those of ``MOTO_VERSION``.
+(">5.2.3": newer than the history at hand; "5.2.5*": not traced back, present in the pin);
+the shapes are those of ``MOTO_VERSION``.
 :data:`INTERNALS` lists each one with the shape cloudlab relies on, and :func:`problems` says
 which no longer match; :func:`check_installed_version` runs it when another moto is installed.
 """
@@ -89,6 +93,8 @@ _LAZY = {
     "S3IAMRequest": ("moto.iam.access_control", "S3IAMRequest"),
     "IAMPolicy": ("moto.iam.access_control", "IAMPolicy"),
     "default_user_config": ("moto.core.config", "default_user_config"),
+    "events_backends": ("moto.events.models", "events_backends"),
+    "LambdaBackend": ("moto.awslambda.models", "LambdaBackend"),
 }
 
 
@@ -278,6 +284,69 @@ def replace_lambda_invoke(replacement) -> None:
         _replace(_get("LambdaFunction"), "invoke", replacement, "moto.awslambda.models:LambdaFunction.invoke")
 
 
+def replace_event_source_mappings(on_create, on_delete) -> None:
+    """Hand SQS event source mappings that moto creates (CloudFormation's
+    ``AWS::Lambda::EventSourceMapping``) to ``on_create(configuration, region)``, and their
+    deletion to ``on_delete(uuid)``.
+
+    The Lambda API's own CreateEventSourceMapping never reaches moto (the local service answers
+    it). CloudFormation calls ``LambdaBackend.create_event_source_mapping`` directly, which
+    attaches the mapping to moto's queue, and moto then receives and deletes messages inside
+    each SendMessage, ignoring ``FunctionResponseTypes``. The replacement keeps moto's record
+    (so the stack can describe and delete it) but detaches it from the queue.
+    """
+    LambdaBackend = _get("LambdaBackend")
+    create_path = "moto.awslambda.models:LambdaBackend.create_event_source_mapping"
+    delete_path = "moto.awslambda.models:LambdaBackend.delete_event_source_mapping"
+    with _patch_lock:
+        if create_path in _applied:
+            return
+        create_original = LambdaBackend.create_event_source_mapping
+        delete_original = LambdaBackend.delete_event_source_mapping
+
+        def create_event_source_mapping(self, spec):
+            mapping = create_original(self, spec)
+            if str(mapping.event_source_arn).startswith("arn:aws:sqs:"):
+                queues = _get("sqs_backends")[self.account_id][self.region_name].queues.values()
+                for queue in queues:
+                    if queue.lambda_event_source_mappings.get(mapping.function_arn) is mapping:
+                        del queue.lambda_event_source_mappings[mapping.function_arn]
+                on_create(mapping.get_configuration(), self.region_name)
+            return mapping
+
+        def delete_event_source_mapping(self, uuid):
+            mapping = delete_original(self, uuid)
+            on_delete(uuid)
+            return mapping
+
+        _replace(LambdaBackend, "create_event_source_mapping", create_event_source_mapping, create_path)
+        _replace(LambdaBackend, "delete_event_source_mapping", delete_event_source_mapping, delete_path)
+
+
+def schedule_rules() -> list[dict]:
+    """Every enabled EventBridge rule with a schedule expression, of every account and region
+    moto holds: ``{"arn", "name", "region", "account", "expression", "targets", "tags"}``
+    (``lambda_service.schedules`` fires them). Read in-process: no request reaches the
+    emulator, so nothing shows in the ledger's call counts."""
+    rules = []
+    events_backends = _get("events_backends")
+    for account, regions in list(events_backends.items()):
+        for region, backend in list(regions.items()):
+            bus = backend.event_buses.get("default")
+            if bus is None:
+                continue
+            for rule in list(bus.rules.values()):
+                if not rule.scheduled_expression or rule.state != "ENABLED":
+                    continue
+                try:
+                    tags = {tag["Key"]: tag["Value"] for tag in backend.list_tags_for_resource(rule.arn).get("Tags", [])}
+                except Exception:
+                    tags = {}
+                rules.append({"arn": rule.arn, "name": rule.name, "region": region, "account": account,
+                              "expression": rule.scheduled_expression, "targets": list(rule.targets), "tags": tags})
+    return rules
+
+
 # -- what a moto upgrade must keep ----------------------------------------------------------------
 def _parameters(*names: str):
     def check(value) -> str | None:
@@ -361,6 +430,13 @@ INTERNALS: dict[str, tuple] = {
     "moto.iam.access_control:IAMRequestBase": (_has("check_signature", "check_action_permitted"), "iam_auth.authorizer"),
     "moto.awslambda.models:LambdaFunction.invoke": (
         _parameters("self", "body", "request_headers", "response_headers"), "replace_lambda_invoke"),
+    "moto.awslambda.models:LambdaBackend.create_event_source_mapping": (
+        _parameters("self", "spec"), "replace_event_source_mappings"),
+    "moto.awslambda.models:LambdaBackend.delete_event_source_mapping": (
+        _parameters("self", "uuid"), "replace_event_source_mappings"),
+    "moto.awslambda.models:EventSourceMapping": (_has("get_configuration"), "replace_event_source_mappings"),
+    "moto.events.models:events_backends": (_instance_of("moto.core.base_backend:BackendDict"), "schedule_rules"),
+    "moto.events.models:EventsBackend.list_tags_for_resource": (_parameters("self", "arn"), "schedule_rules"),
     "moto.backend_index:backend_url_patterns": (_url_patterns, "embedded.MotoDispatcher"),
     "moto.backends:get_backend": (_parameters("name"), "service_backend"),
     "moto.core.base_backend:BaseBackend.urls": (_has("fget"), "embedded.MotoDispatcher (a property: URL -> handler)"),
@@ -419,6 +495,9 @@ INSTANCE_ATTRIBUTES = {
         "timeout", "environment_vars", "layers", "package_type", "code_bytes", "reserved_concurrency",
         "event_invoke_config"),
     "moto.logs.models:LogGroup": ("streams",),  # flush_logs
+    "moto.events.models:EventsBackend": ("event_buses",),  # schedule_rules
+    "moto.events.models:Rule": ("arn", "name", "scheduled_expression", "state", "targets"),
+    "moto.sqs.models:Queue": ("lambda_event_source_mappings",),  # replace_event_source_mappings
 }
 
 

@@ -15,7 +15,9 @@ Pieces (each module's docstring says more):
 - ``service``: environments per function, cold/warm reuse, concurrency and throttling,
   idle reclaim, REPORT lines, CloudWatch Logs copies;
 - ``async_invoke``: ``Event`` invokes with retries, destinations and dead-letter queues;
-- ``event_sources``: the SQS poller behind ``create_event_source_mapping``;
+- ``event_sources``: the SQS poller behind ``create_event_source_mapping`` (and behind the
+  mappings CloudFormation creates in moto, notebook 06);
+- ``schedules``: a local scheduler firing EventBridge schedule rules that target functions;
 - ``lambda_api``: the Lambda API calls answered here (the rest stays moto's);
 - ``api_gateway``: ``ApiGatewayFront``, a REST API proxy in front of functions.
 
@@ -59,6 +61,7 @@ def install(endpoint_url: str) -> LocalLambdaService:
             service = LocalLambdaService(endpoint_url)
             _state["service"] = service
             _hook_moto_event_sources()
+            service.scheduler.start()
         _servers.append(endpoint_url)
         service.endpoint_url = endpoint_url
         local_services.set_override("lambda", LambdaApi(service))
@@ -114,6 +117,19 @@ def _hook_moto_event_sources() -> None:
         return b""
 
     moto_compat.replace_lambda_invoke(invoke)  # once per process
+
+    # SQS mappings CloudFormation creates in moto are polled here, as the Lambda API's are.
+    def mapping_created(configuration: dict, region: str) -> None:
+        service = _state["service"]
+        if service is not None:
+            service.event_source_mappings.adopt(configuration, region)
+
+    def mapping_deleted(uuid: str) -> None:
+        service = _state["service"]
+        if service is not None:
+            service.event_source_mappings.forget(uuid)
+
+    moto_compat.replace_event_source_mappings(mapping_created, mapping_deleted)
 
 
 def zip_code(source: str | os.PathLike | dict[str, str], module: str = "app") -> bytes:

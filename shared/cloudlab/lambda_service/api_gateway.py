@@ -14,10 +14,22 @@ HTTP server on 127.0.0.1 that does what a REST API with ``AWS_PROXY`` integratio
   {"message": "Internal server error"}``, as on AWS; a throttled function is ``429``;
 - throttles each route with a token bucket (``rate`` requests per second, ``burst``), as a
   usage plan / stage throttle does: over it, ``429 {"message": "Too Many Requests"}`` with a
-  ``Retry-After`` header (seconds until a token is back; AWS itself sends no Retry-After).
+  ``Retry-After`` header (seconds until a token is back; AWS itself sends no Retry-After);
+- with ``cors=`` (an ``AWS::Serverless::Api``'s ``Cors`` setting, notebook 06), answers the
+  CORS preflight itself, as the ``OPTIONS`` method SAM adds to every path does (see
+  ``CorsConfiguration``).
 
     front = ApiGatewayFront({"GET /items/{id}": "items-fn"}, rate_limits={"GET /items/{id}": (5, 10)}).start()
     urllib.request.urlopen(front.url + "/items/42")   # front.url ends with the stage, /prod
+
+CORS with Lambda proxy integration (what a function behind a ``Cors`` API must do): SAM's
+``Cors`` adds only the ``OPTIONS`` method, a MOCK integration that returns the configured
+``Access-Control-Allow-*`` headers. API Gateway passes a proxy integration's response through
+untouched, so every other response (200s, 4xx from the function) carries CORS headers only if
+the FUNCTION returns them: at least ``Access-Control-Allow-Origin`` (AWS's docs ask for
+``-Methods`` and ``-Headers`` too). Without it the browser sends the request but refuses the page
+the answer, error messages included. API Gateway's own errors (403 unknown route, 429, 502,
+504) carry none either, unless the API's ``GatewayResponses`` add them; this front mirrors that.
 
 HTTP itself is cloudlab's one HTTP layer (``backend/http11.py``, on h11): chunked bodies,
 keep-alive, limits (10 MB payloads, as API Gateway), and 400 ``{"message": ...}`` for malformed
@@ -72,8 +84,112 @@ class TokenBucket:
             return False, (1 - self.tokens) / self.rate if self.rate > 0 else 60.0
 
 
+class CorsConfiguration:
+    """An API's CORS setting, as SAM's ``Cors`` property turns it into API Gateway (notebook 06).
+
+    SAM adds an ``OPTIONS`` method to every path of the API (unless the path has one already),
+    with a MOCK integration: ``200``, body ``{}``, and these static headers, whatever the
+    request's ``Origin`` (the BROWSER compares them with its origin and refuses a mismatch):
+
+    - ``Access-Control-Allow-Origin``: ``AllowOrigin`` (required), sent as written: a
+      comma-separated list is sent as is too, which browsers reject (one origin or ``*``);
+    - ``Access-Control-Allow-Headers``: ``AllowHeaders``, only if set;
+    - ``Access-Control-Allow-Methods``: ``AllowMethods``, or if unset the path's own methods
+      plus ``OPTIONS`` (every method for an ``ANY`` route), sorted;
+    - ``Access-Control-Max-Age``: ``MaxAge``, only if set (``0`` included);
+    - ``Access-Control-Allow-Credentials: true`` only when ``AllowCredentials`` is true, which
+      SAM refuses together with ``AllowOrigin: "'*'"``.
+
+    Values are written as in the template, API Gateway "string expressions" with the literal in
+    single quotes (``AllowOrigin: "'*'"``), or already unquoted (``"*"``, what a deployer reads
+    back from the translated OPTIONS method); ``MaxAge`` may be an integer and
+    ``AllowCredentials`` a boolean or ``"true"``.
+    """
+
+    FIELDS = ("AllowOrigin", "AllowHeaders", "AllowMethods", "MaxAge", "AllowCredentials")
+
+    def __init__(self, allow_origin: str, allow_headers: str | None = None, allow_methods: str | None = None,
+                 max_age: int | None = None, allow_credentials: bool = False) -> None:
+        if not allow_origin:
+            raise ValueError("Cors needs AllowOrigin (for example \"'*'\" or \"'https://example.com'\")")
+        if allow_credentials and allow_origin == "*":
+            raise ValueError("Cors: AllowCredentials can not be true when AllowOrigin is \"'*'\" (SAM refuses it, "
+                             "and browsers ignore credentials with a wildcard origin)")
+        self.allow_origin, self.allow_headers, self.allow_methods = allow_origin, allow_headers, allow_methods
+        self.max_age, self.allow_credentials = max_age, bool(allow_credentials)
+
+    @classmethod
+    def from_sam(cls, setting) -> "CorsConfiguration | None":
+        """From a template's ``Cors`` value: ``None``, a string (the origin) or a dict of ``FIELDS``."""
+        if setting is None or isinstance(setting, CorsConfiguration):
+            return setting
+        if isinstance(setting, str):
+            setting = {"AllowOrigin": setting}
+        if not isinstance(setting, dict):
+            raise ValueError(f"Cors must be a string (the allowed origin) or a mapping of {', '.join(cls.FIELDS)}; "
+                             f"got {type(setting).__name__}")
+        unknown = sorted(set(setting) - set(cls.FIELDS))
+        if unknown:
+            raise ValueError(f"Cors has unknown keys {unknown}; SAM allows {', '.join(cls.FIELDS)}")
+        credentials = setting.get("AllowCredentials", False)
+        if isinstance(credentials, str) and _string_expression("AllowCredentials", credentials) in ("true", "false"):
+            credentials = _string_expression("AllowCredentials", credentials) == "true"
+        if not isinstance(credentials, bool):
+            raise ValueError(f"Cors AllowCredentials must be true or false, got {credentials!r}")
+        max_age = setting.get("MaxAge")
+        if max_age is not None and not isinstance(max_age, int):
+            max_age = _string_expression("MaxAge", max_age)
+            if not max_age.isdigit():
+                raise ValueError(f"Cors MaxAge must be a whole number of seconds, got {setting['MaxAge']!r}")
+        return cls(_string_expression("AllowOrigin", setting.get("AllowOrigin")),
+                   _string_expression("AllowHeaders", setting.get("AllowHeaders")),
+                   _string_expression("AllowMethods", setting.get("AllowMethods")),
+                   None if max_age is None else int(max_age), credentials)
+
+    def as_dict(self) -> dict:
+        """The setting with its values unquoted, only the keys that are set."""
+        values = {"AllowOrigin": self.allow_origin, "AllowHeaders": self.allow_headers,
+                  "AllowMethods": self.allow_methods, "MaxAge": None if self.max_age is None else str(self.max_age),
+                  "AllowCredentials": True if self.allow_credentials else None}
+        return {key: value for key, value in values.items() if value is not None}
+
+    def preflight_headers(self, methods_on_path) -> list[tuple[str, str]]:
+        """The MOCK ``OPTIONS`` response's headers for a path whose routes have ``methods_on_path``."""
+        methods = self.allow_methods
+        if not methods:
+            named = {method.upper() for method in methods_on_path}
+            named = set(_ALL_HTTP_METHODS) if "ANY" in named else named | {"OPTIONS"}
+            methods = ",".join(sorted(named))
+        headers = [("Access-Control-Allow-Origin", self.allow_origin)]
+        if self.allow_headers:
+            headers.append(("Access-Control-Allow-Headers", self.allow_headers))
+        headers.append(("Access-Control-Allow-Methods", methods))
+        if self.max_age is not None:
+            headers.append(("Access-Control-Max-Age", str(self.max_age)))
+        if self.allow_credentials:
+            headers.append(("Access-Control-Allow-Credentials", "true"))
+        return headers
+
+
+# The methods SAM lists in Access-Control-Allow-Methods for a path with an ANY route.
+_ALL_HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _string_expression(name: str, value) -> str | None:
+    """The literal of a Cors value: ``"'*'"`` (the template's string expression) or ``"*"`` -> ``*``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"Cors {name} must be a string such as \"'*'\" (as in a SAM template), got {value!r}")
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1]
+    if "'" in value:
+        raise ValueError(f"Cors {name} {value!r} has unbalanced quotes; write \"'value'\" as in a SAM template")
+    return value
+
+
 class Route:
-    def __init__(self, spec: str, function: str) -> None:
+    def __init__(self, spec: str, function: str | None) -> None:
         method, _, resource = spec.strip().partition(" ")
         self.method, self.resource, self.function = method.upper(), resource or "/", function
         pattern = ""
@@ -106,9 +222,21 @@ class ApiGatewayFront:
     def __init__(self, routes: dict[str, str], *, stage: str = "prod", rate_limits: dict | None = None,
                  default_rate_limit: tuple[float, int] | None = None, port: int = 0,
                  lambda_client=None, integration_timeout: float = 29.0,
-                 limits: HttpLimits = API_GATEWAY_LIMITS) -> None:
-        self.routes = sorted((Route(spec, fn) for spec, fn in routes.items()),
-                             key=lambda r: (r.greedy, -r.literal_segments, r.method == "ANY"))
+                 limits: HttpLimits = API_GATEWAY_LIMITS, cors=None) -> None:
+        declared = [Route(spec, fn) for spec, fn in routes.items()]
+        # cors: None (no CORS, the default), or the template's Cors value (see CorsConfiguration).
+        self.cors_configuration = CorsConfiguration.from_sam(cors)
+        # The setting unquoted, as a deployer reads it back: {"AllowOrigin": "*", ...} (or None).
+        self.cors = self.cors_configuration.as_dict() if self.cors_configuration else None
+        if self.cors_configuration is not None:
+            # SAM adds an OPTIONS method (a MOCK, function None) to each path that lacks one.
+            methods_by_path: dict[str, set[str]] = {}
+            for route in declared:
+                methods_by_path.setdefault(route.resource, set()).add(route.method)
+            self._cors_methods = methods_by_path
+            declared += [Route(f"OPTIONS {path}", None) for path, methods in methods_by_path.items()
+                         if "OPTIONS" not in methods]
+        self.routes = sorted(declared, key=lambda r: (r.greedy, -r.literal_segments, r.method == "ANY"))
         self.stage = stage.strip("/")
         self.buckets = {Route(spec, "").key: TokenBucket(*limit) for spec, limit in (rate_limits or {}).items()}
         self.default_rate_limit = default_rate_limit
@@ -184,6 +312,9 @@ class ApiGatewayFront:
             if not allowed:
                 return self._answer(route, 429, {"message": "Too Many Requests"},
                                     [("Retry-After", str(max(1, math.ceil(wait))))])
+        if route.function is None:  # the CORS preflight's MOCK integration: API Gateway answers itself
+            headers = self.cors_configuration.preflight_headers(self._cors_methods[route.resource])
+            return self._answer(route, 200, {}, headers)
         event = self.event(method, path, parts.query, headers, body, route, match, source_ip)
         from botocore.exceptions import ClientError, ReadTimeoutError
 

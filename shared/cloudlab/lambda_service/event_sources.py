@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 
+from ..backend import chaos
 from ..backend.aws_protocol import DEFAULT_REGION
 
 _log = logging.getLogger("cloudlab.lambda_service")
@@ -131,8 +132,12 @@ class SqsPoller:
         service = self.mappings.service
         event = {"Records": [self._record(message) for message in messages]}
         self.batches += 1
+        payload = json.dumps(event).encode()
+        if chaos.duplicate_delivery(self.config["EventSourceArn"], payload.decode()):
+            # SQS is at-least-once: deliver this batch a second time, concurrently (chaos rule)
+            threading.Thread(target=self._deliver_again, args=(payload,), daemon=True).start()
         try:
-            outcome = service.invoke(self.config["FunctionArn"], json.dumps(event).encode(), region=self.region)
+            outcome = service.invoke(self.config["FunctionArn"], payload, region=self.region)
         except LambdaServiceError as error:  # throttled or gone: the messages come back by themselves
             self.config["LastProcessingResult"] = f"PROBLEM: {error.message}"
             self._stop.wait(0.5)
@@ -150,6 +155,13 @@ class SqsPoller:
             sqs.delete_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)])
         self.config["LastProcessingResult"] = "OK"
+
+    def _deliver_again(self, payload: bytes) -> None:
+        """A duplicate delivery: the function sees the batch again; its answer changes nothing here."""
+        try:
+            self.mappings.service.invoke(self.config["FunctionArn"], payload, region=self.region)
+        except Exception as error:
+            _log.info("duplicate delivery not invoked: %s", error)
 
     @staticmethod
     def _batch_item_failures(payload: bytes, messages: list[dict]) -> set[str]:
@@ -230,6 +242,38 @@ class EventSourceMappings:
             self._pollers[config["UUID"]] = poller
         poller.start()
         return dict(config, State="Creating" if config["State"] == "Enabled" else config["State"])
+
+    def adopt(self, moto_configuration: dict, region: str) -> dict:
+        """Poll a mapping moto created (CloudFormation's ``AWS::Lambda::EventSourceMapping``,
+        notebook 06), under moto's UUID, with its ``BatchSize``, batching window and
+        ``FunctionResponseTypes``; ``moto_compat.replace_event_source_mappings`` calls this."""
+        config = {
+            "UUID": moto_configuration["UUID"],
+            "BatchSize": int(moto_configuration.get("BatchSize") or 10),
+            "MaximumBatchingWindowInSeconds": int(moto_configuration.get("MaximumBatchingWindowInSeconds") or 0),
+            "EventSourceArn": moto_configuration["EventSourceArn"],
+            "FunctionArn": moto_configuration["FunctionArn"],
+            "LastModified": time.time(),
+            "State": moto_configuration.get("State", "Enabled"),
+            "StateTransitionReason": "USER_INITIATED",
+            "FunctionResponseTypes": list(moto_configuration.get("FunctionResponseTypes") or []),
+            "LastProcessingResult": "No records processed",
+        }
+        poller = SqsPoller(self, config, region)
+        with self._lock:
+            old = self._pollers.pop(config["UUID"], None)
+            self._pollers[config["UUID"]] = poller
+        if old is not None:
+            old.stop()
+        poller.start()
+        return dict(config)
+
+    def forget(self, uuid_: str) -> None:
+        """Stop polling a mapping moto deleted (its stack was deleted); unknown ids are ignored."""
+        with self._lock:
+            poller = self._pollers.pop(uuid_, None)
+        if poller is not None:
+            poller.stop()
 
     def get(self, uuid_: str) -> dict:
         poller = self._pollers.get(uuid_)

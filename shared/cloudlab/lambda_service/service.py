@@ -21,7 +21,9 @@ Settings (attributes of the service, defaults from environment variables):
   is reclaimed first);
 - ``async_retry_delays`` (``CLOUDLAB_LAMBDA_ASYNC_RETRY_DELAYS``, "1,2" seconds): the waits
   before the two retries of a failed async invoke. AWS waits about 1 and 2 MINUTES; the
-  course scales them down so a cell finishes. Labelled as a scaled model wherever shown.
+  course scales them down so a cell finishes. Labelled as a scaled model wherever shown;
+- ``CLOUDLAB_LAMBDA_ASYNC_WORKERS`` (4): how many ``Event`` invokes run at once (AWS scales
+  its async pollers out; the capstone's benchmark raises it with the concurrency limit).
 """
 
 from __future__ import annotations
@@ -141,9 +143,11 @@ class LocalLambdaService:
         self._log_thread: threading.Thread | None = None
         from .async_invoke import AsyncInvoker
         from .event_sources import EventSourceMappings
+        from .schedules import Scheduler
 
-        self.async_invoker = AsyncInvoker(self)
+        self.async_invoker = AsyncInvoker(self, workers=_setting("CLOUDLAB_LAMBDA_ASYNC_WORKERS", 4))
         self.event_source_mappings = EventSourceMappings(self)
+        self.scheduler = Scheduler(self)  # started by install(): it reads moto in-process
         _live_services.add(self)
 
     # -- where handlers and the service's own clients send their calls ----------------------------
@@ -553,6 +557,7 @@ class LocalLambdaService:
     def shutdown(self) -> None:
         """Stop pollers and async workers and kill every environment (no orphan processes)."""
         self._stop.set()
+        self.scheduler.stop()
         self.event_source_mappings.stop_all()
         self.async_invoker.stop()
         with self._lock:
