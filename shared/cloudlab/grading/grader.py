@@ -456,6 +456,7 @@ class SubmissionRun:
         self.grade.sandbox = found.label
         with tempfile.TemporaryDirectory(prefix="cloudlab-grade-") as temp:
             temp = Path(temp)
+            temp.chmod(0o711)  # a kernel under a throwaway uid may pass through to its folders, not list them
             workdir, grader_dir, state_dir = temp / "labs", temp / "grader", temp / "state"
             home, channel = temp / "home", temp / "channel"
             for folder in (workdir, grader_dir / "tests", state_dir, home, channel):

@@ -19,8 +19,10 @@ the grader says so once and marks every gradebook row; the kernel then has only 
 below and its own session. When the grader runs as root, both paths start the kernel as a uid
 that no other process on the machine has (``2000000000`` and up), so ``kill(-1)`` reaches
 only the submission's own processes and every one of them can be swept with SIGKILL at the end.
-Without bubblewrap that uid keeps one capability, reading any file (``CAP_DAC_READ_SEARCH``), so
-a Python installed under ``/root`` still runs: it can read, but not write, what root can read.
+Without bubblewrap, where Python, the course package or the grading folders are closed to other
+users (a Python under ``/root``), that uid keeps one capability, reading any file
+(``CAP_DAC_READ_SEARCH``): it can then read, but not write, what root can read, hidden test
+folders included. Where they are open to others (``/usr``, ``/opt``), it keeps nothing.
 
 **Resource limits** (both paths), set on the kernel by :func:`apply_limits` before it starts:
 address space (``RLIMIT_AS``), CPU seconds, processes (``RLIMIT_NPROC``: per uid, so it counts
@@ -171,15 +173,15 @@ def _process_table() -> dict[int, dict[str, int]]:
         try:
             fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
             table[int(entry.name)] = {"uid": int(fields["Uid"].split()[0]), "ppid": int(fields["PPid"]),
-                                      "threads": int(fields["Threads"])}
+                                      "threads": int(fields["Threads"]), "zombie": fields["State"].split()[0] == "Z"}
         except (OSError, KeyError, ValueError, IndexError):  # it ended while we read
             continue
     return table
 
 
 def processes_of(uid: int) -> list[int]:
-    """Pids whose real uid is ``uid``."""
-    return [pid for pid, row in _process_table().items() if row["uid"] == uid]
+    """Pids of live processes whose real uid is ``uid`` (zombies are dead: only their reaper can clear them)."""
+    return [pid for pid, row in _process_table().items() if row["uid"] == uid and not row["zombie"]]
 
 
 def tasks_of_uid(uid: int) -> int:
@@ -204,6 +206,20 @@ def tasks_of_tree(root: int) -> int:
 UID_LOCKS = Path("/tmp/cloudlab-uid-locks")  # one flock per uid in use, across grader processes
 
 
+def others_can_reach(path: Path) -> bool:
+    """Whether a user who owns nothing and is in no group can open ``path`` (mode bits only)."""
+    import stat
+
+    path = Path(path).resolve()
+    try:
+        for folder in [*reversed(path.parents), path] if path.is_dir() else reversed(path.parents):
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                return False
+        return bool(os.stat(path).st_mode & stat.S_IROTH)
+    except OSError:
+        return False
+
+
 def _allocate_uid() -> tuple[int, int]:
     """A throwaway uid no process has and no other grader holds, and the lock that holds it."""
     import fcntl
@@ -220,7 +236,7 @@ def _allocate_uid() -> tuple[int, int]:
             except OSError:
                 os.close(lock)
                 continue
-            if processes_of(uid):
+            if any(row["uid"] == uid for row in _process_table().values()):  # zombies too: RLIMIT_NPROC counts them
                 os.close(lock)
                 continue
             _uids_taken.add(uid)
@@ -228,7 +244,7 @@ def _allocate_uid() -> tuple[int, int]:
     raise RuntimeError("no free throwaway uid for a kernel (every one has processes)")
 
 
-def sweep(uid: int, timeout: float = 10) -> list[int]:
+def sweep(uid: int, timeout: float = 30) -> list[int]:
     """SIGKILL every process of ``uid`` until none is left; returns the pids that would not die."""
     deadline = time.monotonic() + timeout
     while True:
@@ -265,13 +281,17 @@ class Confinement:
             if self.uid is not None:
                 os.chown(folder, self.uid, self.uid)
                 os.chmod(folder, 0o700)
+        # without a sandbox the throwaway uid sees the real filesystem: it needs the capability to
+        # read everything only where what the kernel needs is not open to other users
+        needed = self._course_paths() + self.readable + [Path(sys.executable)] + [p.parent for p in self.writable]
+        self.read_everything = self.uid is not None and not self.sandboxed and not all(map(others_can_reach, needed))
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` run through the limits step, inside bubblewrap when sandboxed."""
         settings = {"limits": asdict(self.limits), "uid": self.uid, "sandboxed": self.sandboxed,
-                    "read_everything": self.uid is not None and not self.sandboxed}
-        # -s -E: the step reads no user site and no PYTHON* variables, whatever the environment says
-        step = [sys.executable, "-s", "-E", str(Path(__file__).resolve()), json.dumps(settings), "--", *argv]
+                    "read_everything": self.read_everything}
+        # -I -S: the step reads no PYTHON* variables, no site-packages and no current folder (stdlib only)
+        step = [sys.executable, "-I", "-S", str(Path(__file__).resolve()), json.dumps(settings), "--", *argv]
         return self._bwrap() + ["--", *step] if self.sandboxed else step
 
     def _bwrap(self) -> list[str]:
@@ -353,7 +373,10 @@ def apply_limits(limits: dict, uid: int | None) -> None:
     def cap(name: str, value: int | None, hard_extra: int = 0) -> None:
         if value is None or not hasattr(resource, name):
             return
-        resource.setrlimit(getattr(resource, name), (value, value + hard_extra))
+        try:
+            resource.setrlimit(getattr(resource, name), (value, value + hard_extra))
+        except (ValueError, OSError) as error:  # e.g. macOS refuses RLIMIT_AS: grade without that one
+            print(f"cloudlab sandbox: could not set {name}: {error}", file=sys.stderr)
 
     megabyte = 1024 * 1024
     cap("RLIMIT_AS", limits["memory_mb"] and limits["memory_mb"] * megabyte)
@@ -369,6 +392,11 @@ def drop_root(uid: int, read_everything: bool) -> None:
     """Become ``uid`` for good; with ``read_everything`` keep only CAP_DAC_READ_SEARCH (see the module doc)."""
     import ctypes
 
+    if sys.platform != "linux":  # no prctl or capabilities: a plain change of uid
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        return
     libc = ctypes.CDLL(None, use_errno=True)
     if read_everything:
         libc.prctl(8, 1, 0, 0, 0)  # PR_SET_KEEPCAPS: keep permitted capabilities across setuid
