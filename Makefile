@@ -113,14 +113,14 @@ bench: $(STAMP)  ## print the performance figures
 	$(PY) bench/lambda_overhead.py
 	cd bench && ../$(PY) dynamodb_races.py --races 1000 --racers 4
 	$(PY) bench/backoff_simulator.py
+	$(PY) bench/grading_scale.py --submissions 40
 	$(PY) bench/moderation.py
+	$(PY) bench/sandbox_overhead.py
 	$(PY) bench/pipeline_deploy.py
 	$(PY) bench/pipeline_rate.py
 
-student-release:  ## write build/student/: the course as students get it (no solutions/, no hidden tests)
-	rm -rf build/student && mkdir -p build/student
-	git archive --format=tar HEAD -- . ':!solutions' | tar -x -C build/student
-	@echo "build/student/ is ready to hand out (committed files only)"
+student-release: $(STAMP)  ## write build/student/: the course as students get it (checked: no solutions, no hidden tests)
+	$(PY) -m cloudlab release --out build/student
 
 clean:  ## remove generated files (keeps .venv and .venv-localstack)
 	rm -rf .cloudlab-test .cloudlab-localstack grades build .pytest_cache

@@ -1,7 +1,8 @@
 """``python -m cloudlab doctor``: is this machine ready for the course, and if not, what to do.
 
 Introduced in the README's quick start. Prints Python and package versions, which backend
-notebooks will use, whether real AWS credentials are visible, and a fix for each problem.
+notebooks will use, whether real AWS credentials are visible, whether the grader's sandbox
+(bubblewrap) works here, and a fix for each problem.
 Exits 1 when a problem would stop the notebooks from running.
 """
 
@@ -28,6 +29,20 @@ def _credentials_visible() -> list[str]:
     if (Path.home() / ".aws" / "credentials").exists():
         found.append("~/.aws/credentials")
     return found
+
+
+def _sandbox_line() -> str:
+    """Whether ``cloudlab grade`` would confine submissions here: it starts Python in the sandbox to find out."""
+    from .grading import sandbox
+
+    try:
+        found = sandbox.mode(refresh=True)
+    except sandbox.SandboxError as error:
+        return f"REQUIRED but not working: {error}"
+    if found.sandboxed:
+        return f"{found.reason} works: graded kernels run without network, other processes or the checkout"
+    return (f"none ({found.reason}): grading works but without a sandbox; for one, "
+            "install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap)")
 
 
 def main() -> int:
@@ -72,6 +87,8 @@ def main() -> int:
         print(f"check       {handle.name} answered in {(time.perf_counter() - started) * 1000:.0f} ms")
     except Exception as error:  # report, don't crash: this is the diagnosis tool
         problems.append(f"backend {chosen!r} is not usable: {error}")
+
+    print(f"sandbox     {_sandbox_line()}")
 
     if problems:
         print("\nProblems:")

@@ -2,33 +2,39 @@
 
 Each submission runs in a fresh Python kernel, in a temporary working directory, with its
 own in-kernel emulator (``CLOUDLAB_BACKEND=embedded`` and a private ``CLOUDLAB_STATE_DIR``,
-so it can never attach to a shared ``backend serve``). Steps per submission:
+so it can never attach to a shared ``backend serve``). The kernel, and everything it starts,
+is confined by ``sandbox.py``: bubblewrap where it works (no network, no view of the checkout,
+its own processes only), else rlimits and a throwaway uid; either way with memory, process,
+CPU and file-size limits, and the grader stops any cell or case that prints more than
+``Limits.output_mb``. The public tests are the only test file the kernel can read; hidden
+cases reach it as execute requests in step 3. Steps per submission:
 
 1. the grader's own set-up cell (the one ``docs/authoring-labs.md`` prescribes), so a
    broken or deleted first cell does not sink the rest;
 2. every code cell of the submission in order, errors allowed, each under a time limit
-   (interrupt, else restart the kernel and replay the cells that worked);
+   (interrupt, else restart the kernel and replay the cells that worked); a cell that runs
+   out of memory or starts too many processes is dropped and the kernel restarted without it;
 3. every test case of the master, public and hidden, by question name — never by cell
    position — each in a copy of the notebook's namespace under its own time limit. Results
    come back through the execute reply's ``user_expressions``, which printed output cannot
    forge, and carry a per-case random nonce.
 
-Writes a CSV gradebook and one markdown feedback file per submission (test results and the
-student's written answers, question by question); a bad submission gets the points it earned
-and a reason, and the batch always completes.
+This module grades ONE submission (:func:`grade_submission`); a bad submission gets the points
+it earned and a reason. Batches, caching and the command line are in ``batch.py``; feedback
+files in ``feedback.py``; gradebooks and the class summary in ``gradebook.py``.
 """
 
 from __future__ import annotations
 
 import ast
-import csv
+import functools
 import json
 import os
 import queue
 import re
 import secrets
+import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,14 +44,16 @@ import nbformat
 
 from .build import public_tests, tests_text
 from .check import TESTS_DIR_VARIABLE, repo_root
-from .markers import (ANSWER_PLACEHOLDER, Master, MarkerError, WrittenPrompt, _BEGIN_MARKDOWN, _END_MARKDOWN,
-                      _headings, _number, parse_master, written_prompts)
+from .markers import (ANSWER_PLACEHOLDER, Master, WrittenPrompt, _BEGIN_MARKDOWN, _END_MARKDOWN,
+                      _headings, parse_master, written_prompts)
+from . import sandbox
 from .runner import grader_code
 
 DEFAULT_TIMEOUT = 300.0
 MAX_CELL_TIMEOUT = 120.0
 MAX_CASE_TIMEOUT = 60.0
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to answer an interrupt before it is restarted
+DEFAULT_MEMORY_MB, DEFAULT_PROCESSES, DEFAULT_OUTPUT_MB = 2048, 256, 4.0
 MAX_RESTARTS = 8  # each death skips its cell or case, so this bounds adversarial notebooks only
 _REMOVED_VARIABLES = ("CLOUDLAB_ENDPOINT", "AWS_ENDPOINT_URL", "CLOUDLAB_ALLOW_REAL_AWS", "AWS_PROFILE",
                       "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
@@ -71,6 +79,9 @@ class Limits:
     timeout: float = DEFAULT_TIMEOUT
     cell_timeout: float | None = None  # default: min(timeout, 120)
     case_timeout: float | None = None  # default: min(cell timeout, 60)
+    memory_mb: int | None = DEFAULT_MEMORY_MB  # address space of each of the kernel's processes
+    processes: int | None = DEFAULT_PROCESSES  # processes and threads of the kernel together
+    output_mb: float | None = DEFAULT_OUTPUT_MB  # output one cell or case may print before it is stopped
 
     @property
     def cell(self) -> float:
@@ -85,11 +96,44 @@ class Limits:
 class Execution:
     """What happened to one execute request."""
 
-    status: str  # "ok" | "error" | "timeout" | "died"
+    status: str  # "ok" | "error" | "timeout" | "died" | "output" (stopped: it printed too much)
     error: str = ""
     user_expressions: dict = field(default_factory=dict)
     responsive: bool = True  # False: the kernel must be restarted
     asked_exit: bool = False  # the code called exit() or quit()
+
+
+_OUTPUT_MESSAGES = {"stream", "display_data", "update_display_data", "execute_result", "error"}
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # the grader drops the connection on a larger message rather than hold it
+
+
+def _output_size(content: dict) -> int:
+    """About how many bytes of output one iopub message carries."""
+    if "text" in content:
+        return len(content["text"])
+    if "traceback" in content:
+        return sum(len(line) for line in content["traceback"])
+    return sum(len(str(value)) for value in (content.get("data") or {}).values())
+
+
+@functools.lru_cache(maxsize=None)
+def _manager_class():
+    """jupyter_client's KernelManager, starting the kernel through a ``sandbox.Confinement``."""
+    from jupyter_client import KernelManager
+
+    class ConfinedKernelManager(KernelManager):
+        confinement = None
+
+        def format_kernel_cmd(self, extra_arguments=None):
+            command = super().format_kernel_cmd(extra_arguments)
+            return self.confinement.command(command) if self.confinement is not None else command
+
+        def write_connection_file(self, **kwargs):
+            super().write_connection_file(**kwargs)
+            if self.confinement is not None and self.confinement.uid is not None:
+                os.chown(self.connection_file, self.confinement.uid, -1)  # 0600: the kernel's uid must read it
+
+    return ConfinedKernelManager
 
 
 def _first_line(text: str, limit: int = 200) -> str:
@@ -99,27 +143,75 @@ def _first_line(text: str, limit: int = 200) -> str:
 
 
 class Kernel:
-    """One fresh python3 kernel (the grader's interpreter) in ``workdir`` with ``env``."""
+    """One fresh python3 kernel (the grader's interpreter) in ``workdir`` with ``env``.
 
-    def __init__(self, workdir: Path, env: dict[str, str], log_path: Path) -> None:
+    With a ``confinement`` (``sandbox.py``) the kernel starts through it: inside bubblewrap the
+    grader reaches it over Unix sockets in ``channel_dir`` (the sandbox has no network to connect
+    to) and interrupts it with a message, not a signal. ``output_limit`` caps the bytes of output
+    one request may send before it is stopped.
+    """
+
+    def __init__(self, workdir: Path, env: dict[str, str], log_path: Path, confinement=None,
+                 channel_dir: Path | None = None, output_limit: int | None = None) -> None:
         self.workdir, self.env, self.log_path = workdir, env, log_path
-        self.manager = self.client = self._log = None
+        self.confinement, self.channel_dir, self.output_limit = confinement, channel_dir, output_limit
+        self.manager = self.client = self._log = self._context = None
 
     def start(self, timeout: float = 60) -> None:
-        from jupyter_client import KernelManager
+        import zmq
 
         self.stop()
         self._log = open(self.log_path, "ab")  # kernel chatter goes here, not into the grader's output
-        self.manager = KernelManager(kernel_name="python3")
+        self.manager = _manager_class()(kernel_name="python3", **self._transport())
+        self.manager.confinement = self.confinement
+        if self.confinement is not None and self.confinement.sandboxed:
+            self.manager.connection_file = str(self.channel_dir / "connection.json")
+            self.manager.kernel_spec.interrupt_mode = "message"  # a signal from outside would hit bwrap, not the kernel
         self.manager.start_kernel(cwd=str(self.workdir), env=self.env,
                                   stdout=subprocess.DEVNULL, stderr=self._log)
-        self.client = self.manager.client()
+        # one message may not be larger than this: a kernel printing gigabytes at once is cut off, not buffered
+        self._context = zmq.Context()
+        self._context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.client = self.manager.client(context=self._context)
         self.client.start_channels()
         try:
             self.client.wait_for_ready(timeout=timeout)
         except RuntimeError:
             self.stop()
             raise
+
+    def _transport(self) -> dict:
+        if self.confinement is None or not self.confinement.sandboxed:
+            return {}
+        prefix = self.channel_dir / "kernel"
+        if len(str(prefix)) > 90:  # Unix socket paths are limited to 107 bytes
+            raise RuntimeError(f"the kernel's channel folder path is too long for Unix sockets: {self.channel_dir}")
+        return {"transport": "ipc", "ip": str(prefix)}
+
+    def exit_reason(self) -> str:
+        """Why the kernel process ended, in words (empty when unknown or still running)."""
+        process = getattr(getattr(self.manager, "provisioner", None), "process", None)
+        code = process.poll() if process is not None else None
+        if code is None:
+            return ""
+        number = -code if code < 0 else code - 128 if code > 128 else 0  # bwrap reports a signal as 128 + N
+        if number:
+            try:
+                name = signal.Signals(number).name
+            except ValueError:
+                name = f"signal {number}"
+            return {"SIGXCPU": "it used up its CPU time limit (SIGXCPU)", "SIGKILL": "it was killed (SIGKILL)",
+                    "SIGXFSZ": "it wrote a file larger than its limit (SIGXFSZ)"}.get(name, f"it was killed by {name}")
+        return f"it exited with code {code}"
+
+    def tasks(self) -> int:
+        """Processes and threads the kernel runs now (its uid's, or its process tree's)."""
+        from .sandbox import tasks_of_tree, tasks_of_uid
+
+        if self.confinement is not None and self.confinement.uid is not None:
+            return tasks_of_uid(self.confinement.uid)
+        process = getattr(getattr(self.manager, "provisioner", None), "process", None)
+        return tasks_of_tree(process.pid) if process is not None else 0
 
     @property
     def alive(self) -> bool:
@@ -133,9 +225,13 @@ class Kernel:
                 self.manager.shutdown_kernel(now=True)
             except Exception:  # already dead: nothing left to stop
                 pass
+        if self.confinement is not None:
+            self.confinement.sweep()  # whatever it started and left behind, in or out of its process group
+        if self._context is not None:
+            self._context.destroy(linger=0)
         if self._log is not None:
             self._log.close()
-        self.manager = self.client = self._log = None
+        self.manager = self.client = self._log = self._context = None
 
     def execute(self, code: str, timeout: float, user_expressions: dict | None = None,
                 store_history: bool = True) -> Execution:
@@ -145,7 +241,7 @@ class Kernel:
         msg_id = self.client.execute(code, store_history=store_history, user_expressions=user_expressions or {},
                                      allow_stdin=False, stop_on_error=False)
         deadline = time.monotonic() + max(timeout, 0.1)
-        error = ""
+        error, output = "", 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -160,6 +256,11 @@ class Kernel:
                 error = f"{content.get('ename', 'Error')}: {_first_line(content.get('evalue', ''))}".rstrip(": ")
             elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
                 break
+            if self.output_limit is not None and message["msg_type"] in _OUTPUT_MESSAGES:
+                output += _output_size(message["content"])
+                if output > self.output_limit:
+                    stopped = self._interrupt(msg_id)
+                    return Execution("output", responsive=stopped.responsive)
         reply = self._reply(msg_id, timeout=10)
         if reply is None:
             return Execution("died" if not self.alive else "error", error or "no reply from the kernel",
@@ -231,6 +332,7 @@ class SubmissionGrade:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     written: list[tuple[WrittenPrompt, str | None]] = field(default_factory=list)  # (prompt, the student's text)
+    sandbox: str = ""  # "bwrap", or "none" when graded without a sandbox (sandbox.py)
 
     def question_points(self, question: str) -> float:
         return sum(case.earned for case in self.cases if case.question == question)
@@ -349,16 +451,30 @@ class SubmissionRun:
                 case.message = "not graded: the submission could not be read"
             return self.grade
         self.grade.written = written_answers(self.master, self.path)
+        found = sandbox.mode()
+        sandbox.announce(found)
+        self.grade.sandbox = found.label
         with tempfile.TemporaryDirectory(prefix="cloudlab-grade-") as temp:
             temp = Path(temp)
+            temp.chmod(0o711)  # a kernel under a throwaway uid may pass through to its folders, not list them
             workdir, grader_dir, state_dir = temp / "labs", temp / "grader", temp / "state"
-            for folder in (workdir, grader_dir / "tests", state_dir):
+            home, channel = temp / "home", temp / "channel"
+            for folder in (workdir, grader_dir / "tests", state_dir, home, channel):
                 folder.mkdir(parents=True)
-            data = repo_root() / "data"
+            data, links = repo_root() / "data", {}
             if data.is_dir():  # notebooks read ../data/..., as they do from labs/
                 (temp / "data").symlink_to(data, target_is_directory=True)
+                links[temp / "data"] = data
             (grader_dir / "tests" / f"{self.master.lab_name}.json").write_text(tests_text(public_tests(self.master)))
-            self.kernel = Kernel(workdir, _submission_env(state_dir, grader_dir / "tests"), grader_dir / "kernel.log")
+            # the kernel may write only these; the public tests it reads (hidden ones come as messages)
+            confinement = sandbox.Confinement(found.sandboxed, workdir, writable=[workdir, state_dir, home, channel],
+                                              readable=[grader_dir / "tests"], links=links,
+                                              limits=self._resource_limits())
+            env = _submission_env(state_dir, grader_dir / "tests")
+            env.update({"HOME": str(home), "USER": "student", "LOGNAME": "student", "PYTHONNOUSERSITE": "1",
+                        "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "MALLOC_ARENA_MAX": "2"})
+            output = None if self.limits.output_mb is None else int(self.limits.output_mb * 1024 * 1024)
+            self.kernel = Kernel(workdir, env, grader_dir / "kernel.log", confinement, channel, output)
             try:
                 if self._start():
                     self._run_cells(sources)
@@ -368,8 +484,17 @@ class SubmissionRun:
                         case.message = "not run: the kernel could not be started"
             finally:
                 self.kernel.stop()
+                left = confinement.release()
+                if left:
+                    self.problem(f"grader problem: {len(left)} process(es) of this submission would not die")
         self.grade.seconds = time.monotonic() - started
         return self.grade
+
+    def _resource_limits(self) -> sandbox.ResourceLimits:
+        # CPU: a kernel computing through every cell and every case at full speed, and a minute more
+        cpu = self.limits.timeout + len(self.grade.cases) * self.limits.case + 60
+        return sandbox.ResourceLimits(memory_mb=self.limits.memory_mb, cpu_seconds=int(cpu),
+                                      processes=self.limits.processes)
 
     def _start(self) -> bool:
         try:
@@ -424,7 +549,11 @@ class SubmissionRun:
             outcome = self.kernel.execute(source, timeout=limit)
             if outcome.asked_exit:
                 self.problem(f"{name} called exit(); the grader ignored it")
-            if outcome.status == "ok":
+            over = self._over_limit(outcome)
+            if over:  # what it holds (memory, processes) would starve every later cell and test
+                self.problem(f"{name} {over}; the grader restarted the kernel without this cell")
+                outcome.responsive = False
+            elif outcome.status == "ok":
                 self.replay.append(source)
             elif outcome.status == "error":
                 self.replay.append(source)
@@ -434,11 +563,24 @@ class SubmissionRun:
                     self.problem(f"{name} raised {outcome.error}")
             elif outcome.status == "timeout":
                 self.problem(f"{name} did not finish in {limit:g} s and was stopped")
+            elif outcome.status == "output":
+                self.problem(f"{name} printed more than {self.limits.output_mb:g} MB of output and was stopped")
             else:
-                self.problem(f"{name} made the kernel die (os._exit or a crash?)")
+                reason = self.kernel.exit_reason()
+                self.problem(f"{name} made the kernel die (os._exit or a crash?)" + (f": {reason}" if reason else ""))
             if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
                 self.problem("the kernel could not be restarted; the remaining cells were not run")
                 return
+
+    def _over_limit(self, outcome: Execution) -> str:
+        """Which resource limit a cell ran into, in words ("" for none)."""
+        if outcome.status == "error" and outcome.error.startswith("MemoryError"):
+            return f"ran out of memory (the limit is {self.limits.memory_mb} MB per process)"
+        if outcome.status == "died" or self.limits.processes is None:
+            return ""
+        if "Resource temporarily unavailable" in outcome.error or self.kernel.tasks() > 0.8 * self.limits.processes:
+            return f"started too many processes or threads (the limit is {self.limits.processes})"
+        return ""
 
     def _run_tests(self) -> None:
         limit = self.limits.case
@@ -455,8 +597,12 @@ class SubmissionRun:
                 case.passed, case.message = self._result(nonce, outcome.user_expressions.get("result"))
             elif outcome.status == "timeout":
                 case.message = f"did not finish in {limit:g} s"
+            elif outcome.status == "output":
+                case.message = f"printed more than {self.limits.output_mb:g} MB of output and was stopped"
             elif outcome.status == "died":
-                case.message = "the kernel died while running this test (os._exit or a crash in your code?)"
+                reason = self.kernel.exit_reason()
+                case.message = ("the kernel died while running this test (os._exit or a crash in your code?)"
+                                + (f": {reason}" if reason else ""))
             else:
                 case.message = f"grader problem: {outcome.error}"
             if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
@@ -474,10 +620,13 @@ class SubmissionRun:
         return bool(result["passed"]), str(result.get("message", ""))
 
 
-def grade_submission(master: Master, path: str | Path, limits: Limits | None = None, name: str | None = None) -> SubmissionGrade:
-    """Grade one submission against a parsed master."""
+def grade_submission(master: Master, path: str | Path, limits: Limits | None = None, name: str | None = None,
+                     questions: set[str] | None = None) -> SubmissionGrade:
+    """Grade one submission against a parsed master; ``questions``: run only these questions' cases."""
     path = Path(path)
     run = SubmissionRun(master, path, name or str(path), limits or Limits())
+    if questions is not None:  # a regrade of some questions: the others come from the cache
+        run.grade.cases = [case for case in run.grade.cases if case.question in questions]
     try:
         return run.run()
     except Exception as error:  # a grader bug must cost this submission a reason, not the whole batch
@@ -485,145 +634,18 @@ def grade_submission(master: Master, path: str | Path, limits: Limits | None = N
         return run.grade
 
 
-# ---- output: gradebook, feedback, summary ---------------------------------------------------
+# Batch-level code (grading many submissions, feedback, gradebooks) lives in its own modules;
+# these names stay importable from here for code written before the split.
+_MOVED = {"grade_all": "batch", "main": "batch", "feedback_markdown": "feedback", "notes": "feedback",
+          "write_gradebook": "gradebook", "summary_table": "gradebook"}
 
 
-def _points(value: float) -> str:
-    return f"{_number(value)}"
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
 
-
-def _slugs(paths: list[Path]) -> list[str]:
-    """File names for feedback: the notebook's name, with its folders when names repeat."""
-    stems = [path.stem for path in paths]
-    if len(set(stems)) == len(stems):
-        chosen = stems
-    else:
-        resolved = [path.resolve() for path in paths]
-        common = Path(os.path.commonpath([str(path.parent) for path in resolved]))
-        chosen = [str(path.relative_to(common).with_suffix("")) for path in resolved]
-    slugs, seen = [], set()
-    for text in chosen:
-        slug = re.sub(r"[^\w.-]+", "_", text).strip("_") or "submission"
-        base, count = slug, 1
-        while slug in seen:
-            count += 1
-            slug = f"{base}_{count}"
-        seen.add(slug)
-        slugs.append(slug)
-    return slugs
-
-
-def notes(grade: SubmissionGrade, limit: int = 3) -> str:
-    """The gradebook's short account of a submission's problems (the feedback has all of them)."""
-    shown = grade.problems[:limit]
-    if len(grade.problems) > limit:
-        shown.append(f"{len(grade.problems) - limit} more problem(s), see feedback")
-    return "; ".join(shown)
-
-
-def _written_lines(text: str | None) -> list[str]:
-    if text is None:
-        return ["**Your written answer:** none found (the answer cell is unchanged, empty or deleted).", ""]
-    return ["**Your written answer** (read by the instructor, not autograded):", ""] + \
-        [f"> {line}".rstrip() for line in text.splitlines()] + [""]
-
-
-def feedback_markdown(master: Master, grade: SubmissionGrade) -> str:
-    lines = [f"# Feedback: {grade.name}", "",
-             f"Lab `{master.lab_name}`: **{_points(grade.total)} / {_points(grade.max_points)} points**", ""]
-    if grade.problems:
-        lines += ["## Problems running your notebook", ""]
-        lines += [f"- {problem}" for problem in grade.problems]
-        lines.append("")
-    for question in master.questions.values():
-        cases = [case for case in grade.cases if case.question == question.name]
-        earned = sum(case.earned for case in cases)
-        lines += [f"## {question.name}: {_points(earned)} / {_points(question.points)} points", ""]
-        for case in cases:
-            verdict = "PASS" if case.passed else "FAIL"
-            hidden = " (hidden test)" if case.hidden else ""
-            lines.append(f"- **{verdict}** [{_points(case.earned)}/{_points(case.points)}] {case.description}{hidden}")
-            if case.message:
-                lines.append(f"  - {case.message}")
-            if case.ran and not case.passed and not case.hidden:
-                lines += ["", "  ```python"] + [f"  {line}".rstrip() for line in case.code.splitlines()] + ["  ```"]
-        lines.append("")
-        for prompt, text in grade.written:
-            if prompt.question == question.name:
-                lines += _written_lines(text)
-    for prompt, text in grade.written:
-        if prompt.question not in master.questions:  # a written-only question: its own section
-            lines += [f"## {prompt.title} (written)", ""] + _written_lines(text)
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def write_gradebook(master: Master, grades: list[SubmissionGrade], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["submission", *master.questions, "total", "max", "notes"])
-        for grade in grades:
-            writer.writerow([grade.name, *(_points(grade.question_points(q)) for q in master.questions),
-                             _points(grade.total), _points(grade.max_points), notes(grade)])
-
-
-def summary_table(master: Master, grades: list[SubmissionGrade]) -> str:
-    header = ["submission", *master.questions, "total", "time", "problems"]
-    rows = [[grade.name, *(_points(grade.question_points(q)) for q in master.questions),
-             f"{_points(grade.total)}/{_points(grade.max_points)}", f"{grade.seconds:.1f}s", str(len(grade.problems))]
-            for grade in grades]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in [header, *rows])
-
-
-def grade_all(master: Master | str | Path, submissions: list[str | Path], out: str | Path,
-              feedback_dir: str | Path | None = None, limits: Limits | None = None,
-              jobs: int = 1) -> list[SubmissionGrade]:
-    """Grade every submission, ``jobs`` at a time (each in its own kernel and emulator).
-
-    One job per core is the most that helps: kernels are CPU-bound. The gradebook keeps the
-    order of ``submissions`` whatever order they finish in. Raises ``MarkerError`` if the
-    master is unusable; never fails because of a submission.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    master = master if isinstance(master, Master) else parse_master(master)
-    out = Path(out)
-    feedback_dir = Path(feedback_dir) if feedback_dir else out.parent / "feedback"
-    feedback_dir.mkdir(parents=True, exist_ok=True)
-    paths = [Path(path) for path in submissions]
-
-    def grade_one(path: Path, slug: str) -> SubmissionGrade:
-        print(f"grading {path} ...", file=sys.stderr, flush=True)
-        grade = grade_submission(master, path, limits)
-        (feedback_dir / f"{slug}.md").write_text(feedback_markdown(master, grade), encoding="utf-8")
-        return grade
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        grades = list(pool.map(grade_one, paths, _slugs(paths)))
-    write_gradebook(master, grades, out)
-    return grades
-
-
-def main(args) -> int:
-    """``python -m cloudlab grade``: 0 when every submission was graded, 2 if the master is unusable."""
-    limits = Limits(timeout=float(getattr(args, "timeout", None) or DEFAULT_TIMEOUT),
-                    cell_timeout=getattr(args, "cell_timeout", None),
-                    case_timeout=getattr(args, "case_timeout", None))
-    started = time.monotonic()
-    try:
-        master = parse_master(args.master)
-        grades = grade_all(master, args.submissions, args.out, args.feedback_dir, limits,
-                           jobs=int(getattr(args, "jobs", None) or 1))
-    except MarkerError as error:
-        print(f"error: the master cannot be used: {error}", file=sys.stderr)
-        return 2
-    print(summary_table(master, grades))
-    feedback_dir = args.feedback_dir or Path(args.out).parent / "feedback"
-    print(f"\n{len(grades)} submission(s) graded in {time.monotonic() - started:.1f} s; "
-          f"gradebook {args.out}, feedback in {feedback_dir}/")
-    return 0
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Limits", "SubmissionGrade", "CaseGrade", "grade_submission", "grade_all", "main", "setup_code"]
