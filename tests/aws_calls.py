@@ -1,8 +1,9 @@
-"""Small helpers the emulator-fidelity tests share: an API call's error code, and a raw HTTP
-request (presigned URLs, anonymous requests) with its status and body."""
+"""Small helpers the emulator-fidelity tests share: an API call's error code, a raw HTTP
+request (presigned URLs, anonymous requests) with its status and body, and polling to a deadline."""
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 
@@ -32,3 +33,17 @@ def fetch(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int
 def error_code(body: bytes) -> str:
     """The ``<Code>`` of an S3 XML error body."""
     return body.split(b"<Code>")[1].split(b"</Code>")[0].decode()
+
+
+def poll(check, timeout: float, what: str, interval: float = 0.2):
+    """``check()`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s (last: {value!r})")
+        time.sleep(interval)

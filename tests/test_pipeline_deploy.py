@@ -9,7 +9,6 @@ CloudFormation exactly as the capstone's template is. Everything timed is polled
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,6 +18,7 @@ import boto3
 import pytest
 
 import cloudlab
+from aws_calls import poll
 from cloudlab.pipeline import deploy as deployer
 from cloudlab.pipeline.deploy import DeployError, deploy, lint, teardown
 
@@ -31,18 +31,6 @@ CONTRACT_OUTPUTS = {"ApiUrl", "UploadBucketName", "ModelBucketName", "ModelKey",
                     "JobsDeadLetterQueueUrl", "AnalyzerDeadLetterQueueUrl", "NotificationsQueueUrl", "ResultsTopicArn",
                     "UploadFunctionName", "StatusFunctionName", "DispatcherFunctionName",
                     "ModerationAnalyzerFunctionName", "CustomAnalyzerFunctionName", "SweeperFunctionName"}
-
-
-def poll(check, timeout: float, what: str, interval: float = 0.2):
-    """``check()`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 # -- the template --------------------------------------------------------------------------------------

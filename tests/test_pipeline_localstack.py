@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -17,21 +16,11 @@ import boto3
 import pytest
 
 import cloudlab
+from aws_calls import poll
 from cloudlab.pipeline.deploy import deploy, teardown
 from test_localstack_lambda import localstack_stand_in  # noqa: F401  (a fixture)
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sam_app" / "template.yaml"
-
-
-def poll(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.2)
 
 
 def check_resources_split_and_pipeline_flows(backend, stack_name: str) -> None:
