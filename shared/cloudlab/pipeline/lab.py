@@ -212,11 +212,11 @@ def run_in_pipeline(claim_job, check_and_finalize, uploads: int = PIPELINE_IMAGE
     from . import run
 
     started = time.monotonic()
-    source = coordination_source(claim_job, check_and_finalize)
-    problem = _preflight(claim_job, check_and_finalize)
+    problem = preflight(claim_job, check_and_finalize)
     if problem:  # no deploy for code that fails on its own: the feedback comes at once
         return {"ok": False, "problem": problem, "jobs": 0, "finalizations": {}, "notifications": {}, "statuses": {},
                 "seconds": round(time.monotonic() - started, 1), "deploy_seconds": 0.0}
+    source = coordination_source(claim_job, check_and_finalize)
     with _moto_cloudformation_quiet():
         stack = deployer.deploy(stack_name, overrides={COORDINATION: source})
     report = {"ok": False, "problem": "", "jobs": 0, "finalizations": {}, "notifications": {}, "statuses": {},
@@ -273,12 +273,23 @@ def run_in_pipeline(claim_job, check_and_finalize, uploads: int = PIPELINE_IMAGE
         report["seconds"] = round(time.monotonic() - started, 1)
 
 
-def _preflight(claim_job, check_and_finalize) -> str:
-    """One job through the student's functions on a scratch table, one step after the other: what
-    must work before the pipeline is worth deploying ("" when it does)."""
+def preflight(claim_job, check_and_finalize) -> str:
+    """What must work before the pipeline is worth deploying, checked in seconds ("" when it does):
+    the functions can become the layer's ``coordination.py`` (:func:`coordination_source`: no
+    ``cloudlab``, no closures, no global objects), and one job goes through them on a scratch table,
+    one step after the other, from ``pending`` to finalized.
+
+    Lab 06's public test of question 4, so a student sees this fail before submitting;
+    :func:`run_in_pipeline` (the hidden test) runs it first.
+    """
     import boto3
 
     from . import races
+
+    try:
+        coordination_source(claim_job, check_and_finalize)
+    except ValueError as error:
+        return f"your functions cannot go into the pipeline's layer: {error}"
 
     table = boto3.resource("dynamodb").Table(races.create_jobs_table())
     finalize = with_pipeline_decide(check_and_finalize)
