@@ -3,7 +3,6 @@ request (presigned URLs, anonymous requests) with its status and body, and polli
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 
@@ -36,14 +35,13 @@ def error_code(body: bytes) -> str:
 
 
 def poll(check, timeout: float, what: str, interval: float = 0.2):
-    """``check()`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    """``check()`` until it returns something truthy (the package's ``wait_until``); fail the test,
+    naming ``what``, after ``timeout`` seconds."""
     import pytest
 
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
+    from cloudlab.queues import wait_until
+
+    try:
+        return wait_until(check, timeout=timeout, every=interval)
+    except TimeoutError:
+        pytest.fail(f"{what}: not within {timeout} s")
