@@ -49,7 +49,7 @@ TEST_WORKERS ?= 2
 # the other files, the scheduler saw no rules and the grader's kernels did not start: not yet
 # understood, seen only in the full parallel run) and
 # the sandbox's hostile submissions, whose fork and memory bombs starve anything timed beside them.
-ALONE_TESTS := tests/test_schedules.py tests/test_grader.py tests/test_sandbox.py
+ALONE_TESTS := tests/test_schedules.py tests/test_pipeline_observe.py tests/test_grader.py tests/test_sandbox.py
 PYTEST := $(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider
 test: $(STAMP)  ## everything CI checks: unit tests, grader checks, nbval over notebooks and solutions, labs up to date
 	@rm -rf .cloudlab-test && mkdir -p .cloudlab-test
