@@ -103,8 +103,16 @@ class Page:
         self.driver.find_element(By.ID, "image").send_keys(str(path))
         self.driver.find_element(By.ID, "upload").click()
 
-    def state(self) -> str:
-        return self.driver.execute_script("return document.body.dataset.state")
+    def state(self) -> str | None:
+        # None until the page's body exists: right after a navigation, or when the answer was not
+        # the page (an XML error document has no body); wait_for then says what was shown.
+        return self.driver.execute_script("return document.body ? document.body.dataset.state : null")
+
+    def shown(self) -> str:
+        """What the browser shows, for failure messages: URL, content type, the document's start."""
+        url, kind, source = self.driver.execute_script(
+            "return [location.href, document.contentType, document.documentElement ? document.documentElement.outerHTML : '']")
+        return f"{url} ({kind}): {source[:400]!r}"
 
     def wait_for(self, states: set[str], timeout: float) -> str:
         """Wait until the page's state is one of ``states``; fail with what the page shows."""
@@ -114,6 +122,9 @@ class Page:
         try:
             WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(lambda _: self.state() in states)
         except TimeoutException:
+            if self.state() is None:
+                raise AssertionError(f"no upload page after {timeout} s (wanted {sorted(states)}); "
+                                     f"the browser shows {self.shown()}") from None
             raise AssertionError(f"the page stayed {self.state()!r} for {timeout} s (wanted {sorted(states)}); "
                                  f"error box: {self.text('error')!r}; status: {self.text('status')!r}") from None
         return self.state()
@@ -253,10 +264,11 @@ def api_answer(api_url: str, payload: dict) -> tuple[int, dict]:
 def test_pipeline_good_image_reaches_a_decision(page, pipeline):
     from cloudlab.backend.s3_website import website_host_url
 
-    stack, _, bucket = pipeline
-    backend = cloudlab.use_backend()
-    # AWS's host form of the website endpoint: its own origin, as <bucket>.s3-website-<region>.amazonaws.com
-    page.load(website_host_url(backend.endpoint, bucket))
+    stack, site, bucket = pipeline
+    cloudlab.use_backend()
+    # AWS's host form of the website endpoint, on the server that published the site: its own
+    # origin, as <bucket>.s3-website-<region>.amazonaws.com
+    page.load(website_host_url(site.split("/_cloudlab/")[0], bucket))
     name, image = a_good_image()
     page.upload(name, image)
     state = page.wait_for({"decided", "failed", "error", "rejected"}, timeout=180)
