@@ -2,12 +2,14 @@
 
 Each test also leaves the process as it found it: environment variables, boto3's default
 session, the backend ``use_backend()`` chose (and the data endpoint it set for locally served
-code), and the tunable settings of the process-wide Lambda service. And no unit test can hang the suite: each has a time limit (pytest-timeout).
+code), the tunable settings of the process-wide Lambda service, and the Lambda invocation the
+pipeline layer's ``joblog`` remembers. And no unit test can hang the suite: each has a time limit (pytest-timeout).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import weakref
 from pathlib import Path
 
@@ -96,3 +98,14 @@ def restored_module_state():
         settings = before if now is service else _as_created.get(now)
         for name, value in (settings or {}).items():
             setattr(now, name, value)
+
+
+@pytest.fixture(autouse=True)
+def no_remembered_invocation():
+    """A handler run in this process (or a test calling ``joblog.start_invocation``) leaves its
+    request id in the layer's context variable, and the coordination writes as that invocation
+    (``finalized_by``): a later test's late duplicate would pass for a retry of the winner."""
+    yield
+    joblog = sys.modules.get("moderation.joblog")
+    if joblog is not None:
+        joblog._invocation.set({})

@@ -4,6 +4,7 @@ order: the first changes module-level state without undoing it, the second finds
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import boto3
 
@@ -11,6 +12,7 @@ import cloudlab
 from cloudlab import backend as backend_module
 from cloudlab.backend import local_services
 from cloudlab.lambda_service import get_service
+from cloudlab.pipeline.layer import layer_module
 
 CHANGED = {"async_retry_delays": (9.0, 9.0), "idle_seconds": 1.5, "concurrency_limit": 1, "max_environments": 2}
 
@@ -24,6 +26,7 @@ def test_a_test_changes_module_state_and_leaves_it_changed():
     local_services.set_data_endpoint("http://127.0.0.1:9")
     os.environ["CLOUDLAB_BACKEND"] = "localstack"
     boto3.setup_default_session(region_name="eu-west-3")
+    layer_module("joblog").start_invocation("handler-run-in-this-process", SimpleNamespace(aws_request_id="stale-request"))
 
 
 def test_the_next_test_finds_it_reset():
@@ -35,6 +38,8 @@ def test_the_next_test_finds_it_reset():
     assert current is None or current.name == "embedded"
     assert "CLOUDLAB_BACKEND" not in os.environ
     assert boto3.DEFAULT_SESSION is None
+    # else coordination.check_and_finalize would write as that invocation (test_pipeline_observe's three branches)
+    assert layer_module("joblog").request_id() is None
 
 
 def test_unit_tests_have_a_time_limit(request):
