@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -131,8 +132,12 @@ def graded(tmp_path_factory):
     (submissions / "not_notebook.ipynb").write_text('{"hello": "world"}')
     paths += [submissions / "not_json.ipynb", submissions / "not_notebook.ipynb"]
 
-    temp = folder / "tmp"  # the grader's temporary folders go here, so the test can see they are removed
-    temp.mkdir()
+    # The grader's temporary folders go here, so the test can see they are removed. Not under
+    # tmp_path: a sandboxed kernel's Unix sockets are made inside them, and under pytest-xdist
+    # (/tmp/pytest-of-root/pytest-N/popen-gwN/grading0/tmp/...) that path is too long for a socket
+    # (grader.Kernel refuses it, and no kernel starts). folder / "tmp" links to it.
+    temp = Path(tempfile.mkdtemp(prefix="grading-"))
+    (folder / "tmp").symlink_to(temp, target_is_directory=True)
     saved, tempfile.tempdir = tempfile.tempdir, str(temp)
     try:
         args = argparse.Namespace(master=str(master), submissions=[str(path) for path in paths],
@@ -142,10 +147,13 @@ def graded(tmp_path_factory):
         code = grader.main(args)
     finally:
         tempfile.tempdir = saved
-    with open(folder / "out" / "grades.csv", newline="") as handle:
-        rows = {Path(row["submission"]).stem: row for row in csv.DictReader(handle)}
-    assert list(rows) == [path.stem for path in paths], "the gradebook must keep the submissions' order"
-    yield folder, rows, code
+    try:
+        with open(folder / "out" / "grades.csv", newline="") as handle:
+            rows = {Path(row["submission"]).stem: row for row in csv.DictReader(handle)}
+        assert list(rows) == [path.stem for path in paths], "the gradebook must keep the submissions' order"
+        yield folder, rows, code
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def feedback(folder: Path, name: str) -> str:
