@@ -53,6 +53,25 @@ def record_service_settings_as_created():
     service.LocalLambdaService.__init__ = build
 
 
+# What a test must not inherit from the shell: which backend, and where a served one is found.
+ATTACHING_VARIABLES = ("CLOUDLAB_BACKEND", "CLOUDLAB_ENDPOINT", "AWS_ENDPOINT_URL", "CLOUDLAB_ALLOW_REAL_AWS")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_served_emulator_for_the_session(tmp_path_factory):
+    """Module- and session-scoped fixtures run before each test's ``isolated_environment``, in the
+    environment pytest was started with. Under ``make test`` its CLOUDLAB_STATE_DIR is
+    ``.cloudlab-test``, where the notebooks' served emulator runs: a fixture's ``use_backend()``
+    attached to that other process, and ``restored_module_state`` then kept that backend for every
+    later test of the worker (the scheduler's rules went there, out of its sight). So the whole
+    session gets a state folder of its own, with nothing served in it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLOUDLAB_STATE_DIR", str(tmp_path_factory.mktemp("session-state")))
+        for name in ATTACHING_VARIABLES:
+            patch.delenv(name, raising=False)
+        yield
+
+
 def _current_service():
     from cloudlab.lambda_service import get_service
 
@@ -67,7 +86,7 @@ def isolated_environment(monkeypatch, tmp_path_factory):
     """Tests may call use_backend(), which edits os.environ; undo it afterwards."""
     saved = dict(os.environ)
     monkeypatch.setenv("CLOUDLAB_STATE_DIR", str(tmp_path_factory.mktemp("state")))
-    for name in ("CLOUDLAB_BACKEND", "CLOUDLAB_ENDPOINT", "AWS_ENDPOINT_URL", "CLOUDLAB_ALLOW_REAL_AWS"):
+    for name in ATTACHING_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     yield
     from cloudlab.backend import guard

@@ -4,9 +4,11 @@ order: the first changes module-level state without undoing it, the second finds
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import boto3
+import pytest
 
 import cloudlab
 from cloudlab import backend as backend_module
@@ -14,6 +16,7 @@ from cloudlab.backend import local_services
 from cloudlab.lambda_service import get_service
 from cloudlab.pipeline.layer import layer_module
 
+STARTED_WITH = os.environ.get("CLOUDLAB_STATE_DIR")  # read at collection, before any fixture ran
 CHANGED = {"async_retry_delays": (9.0, 9.0), "idle_seconds": 1.5, "concurrency_limit": 1, "max_environments": 2}
 
 
@@ -46,3 +49,17 @@ def test_unit_tests_have_a_time_limit(request):
     from conftest import UNIT_TEST_TIME_LIMIT
 
     assert request.node.get_closest_marker("timeout").args == (UNIT_TEST_TIME_LIMIT,)
+
+
+@pytest.fixture(scope="module")
+def seen_by_a_module_fixture():
+    """What a module-scoped fixture (set up before each test's own environment) would attach to."""
+    return os.environ.get("CLOUDLAB_STATE_DIR"), os.environ.get("CLOUDLAB_ENDPOINT"), backend_module.running_server_url()
+
+
+def test_module_fixtures_never_attach_to_a_served_emulator(seen_by_a_module_fixture, tmp_path_factory):
+    state_dir, endpoint, served = seen_by_a_module_fixture
+    # make test serves the notebooks' emulator in the CLOUDLAB_STATE_DIR pytest starts with
+    assert state_dir is not None and state_dir != STARTED_WITH
+    assert Path(state_dir).is_relative_to(tmp_path_factory.getbasetemp())
+    assert endpoint is None and served is None
