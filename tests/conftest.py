@@ -1,4 +1,5 @@
-"""Shared fixtures: every test gets its own environment and never attaches to a served emulator.
+"""Shared fixtures: every test, and every module's fixtures, get their own environment and never
+attach to a served emulator (not even the notebooks' one that ``make test`` serves beside them).
 
 Each test also leaves the process as it found it: environment variables, boto3's default
 session, the backend ``use_backend()`` chose (and the data endpoint it set for locally served
@@ -57,19 +58,32 @@ def record_service_settings_as_created():
 ATTACHING_VARIABLES = ("CLOUDLAB_BACKEND", "CLOUDLAB_ENDPOINT", "AWS_ENDPOINT_URL", "CLOUDLAB_ALLOW_REAL_AWS")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_served_emulator_for_the_session(tmp_path_factory):
-    """Module- and session-scoped fixtures run before each test's ``isolated_environment``, in the
-    environment pytest was started with. Under ``make test`` its CLOUDLAB_STATE_DIR is
-    ``.cloudlab-test``, where the notebooks' served emulator runs: a fixture's ``use_backend()``
-    attached to that other process, and ``restored_module_state`` then kept that backend for every
-    later test of the worker (the scheduler's rules went there, out of its sight). So the whole
-    session gets a state folder of its own, with nothing served in it."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CLOUDLAB_STATE_DIR", str(tmp_path_factory.mktemp("session-state")))
-        for name in ATTACHING_VARIABLES:
-            patch.delenv(name, raising=False)
-        yield
+@pytest.fixture(scope="module", autouse=True)
+def module_environment(tmp_path_factory):
+    """Module-scoped fixtures run before each test's ``isolated_environment``, so they get this
+    environment, and what they change (``use_backend()`` sets AWS_ENDPOINT_URL, CLOUDLAB_ENDPOINT,
+    the backend it chose) is undone here, when the module ends, not after each test.
+
+    Without it they ran in the environment pytest was started with: under ``make test`` its
+    CLOUDLAB_STATE_DIR is ``.cloudlab-test``, where the notebooks' served emulator runs, so a
+    fixture's ``use_backend()`` attached to that other process, and every later test of the worker
+    kept that backend (test_schedules' rules went there, out of its scheduler's sight)."""
+    from cloudlab import backend
+    from cloudlab.backend import local_services
+
+    saved = dict(os.environ)
+    chosen, data_endpoint = backend._current["backend"], local_services.data_endpoint()
+    os.environ["CLOUDLAB_STATE_DIR"] = str(tmp_path_factory.mktemp("module-state"))
+    for name in ATTACHING_VARIABLES:
+        os.environ.pop(name, None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    backend._current["backend"] = chosen
+    local_services.set_data_endpoint(data_endpoint)
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
 
 
 def _current_service():
