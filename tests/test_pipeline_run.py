@@ -13,7 +13,7 @@ import pytest
 
 import cloudlab
 from cloudlab.pipeline import run as pipeline_run
-from cloudlab.pipeline.deploy import deploy
+from cloudlab.pipeline.deploy import deploy, teardown
 
 
 def stored(stack) -> dict:
@@ -24,8 +24,22 @@ def stored(stack) -> dict:
     return {"objects": len(keys), "jobs": jobs, "messages": pipeline_run.queue_depth(sqs, stack.output("JobsQueueUrl"))}
 
 
-def test_run_pushes_images_through_the_api_and_bad_uploads_store_nothing():
+@pytest.fixture
+def deployed_stacks():
+    """Names of the stacks a test deploys, deleted after it: else the stack's functions, queue
+    pollers, API front and its sweeper's schedule rule outlive the test in this process (moto's
+    PutEvents then fails for every later test of the worker: a schedule rule with a Lambda target
+    matches every event there, and moto cannot send to Lambda)."""
+    names: list[str] = []
+    yield names
     cloudlab.use_backend("embedded")
+    for name in names:
+        teardown(name)
+
+
+def test_run_pushes_images_through_the_api_and_bad_uploads_store_nothing(deployed_stacks):
+    cloudlab.use_backend("embedded")
+    deployed_stacks.append("pipe-e2e")
     stack = deploy("pipe-e2e", parameters={"MaxUploadBytes": "100000"})
     summary = pipeline_run.run(count=12, clients=4, timeout=240, stack=stack, progress=False)
     assert summary["jobs"] == summary["uploads"] == 12
@@ -78,8 +92,9 @@ def test_run_pushes_images_through_the_api_and_bad_uploads_store_nothing():
 
 
 @pytest.mark.timeout(420)
-def test_chaos_meets_its_criteria_and_replay_moves_dlq_messages_back():
+def test_chaos_meets_its_criteria_and_replay_moves_dlq_messages_back(deployed_stacks):
     cloudlab.use_backend("embedded")
+    deployed_stacks.append("pipe-chaos")
     summary = pipeline_run.run(count=16, chaos=True, clients=4, timeout=300, stack_name="pipe-chaos", progress=False)
     chaos = summary["chaos"]
     assert chaos["passed"], chaos
