@@ -147,6 +147,8 @@ class SqsPoller:
                 break
             if not got and window_ends is not None and time.monotonic() >= window_ends:
                 break
+            if not messages and not wait_seconds:  # a short poll found nothing: no backlog left
+                break
         return messages
 
     def _record(self, message: dict) -> dict:
