@@ -92,6 +92,7 @@ def test_patches_are_applied_once_the_embedded_server_runs():
         "moto.core.utils:camelcase_to_underscores", "moto.core.utils:method_names_from_class",
         "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action",
         "moto.core.serialize:BaseJSONSerializer._serialize_type_structure",
+        "moto.dynamodb.parsing.expressions:UpdateExpressionParser.make",
         "moto.awslambda.models:LambdaFunction.invoke",
         "moto.awslambda.models:LambdaBackend.create_event_source_mapping",
         "moto.awslambda.models:LambdaBackend.delete_event_source_mapping"}
@@ -151,6 +152,24 @@ def test_dynamodb_attribute_values_are_written_as_moto_writes_them(operation, re
     assert fast == _dynamodb_body(operation, result, moto_compat.original(path))
     assert moto_compat.plain_attribute_value(ITEM["timeline"]) is moto_compat._NOT_PLAIN  # a binary inside
     assert moto_compat.plain_attribute_value(ITEM["result"]) == ITEM["result"]
+
+
+def test_update_expressions_are_parsed_once_and_each_update_still_applies_its_own_values():
+    cloudlab.use_backend()
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    assert UpdateExpressionParser.make("SET a = :a") is UpdateExpressionParser.make("SET a = :a")  # one parse
+    table = boto3.resource("dynamodb").create_table(
+        TableName=f"parsed-{uuid.uuid4().hex[:8]}", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    for value in range(3):  # the same expression, other values: each update sees its own
+        table.update_item(Key={"pk": "k"}, UpdateExpression="SET #n = :n, #l = list_append(if_not_exists(#l, :e), :v)",
+                          ExpressionAttributeNames={"#n": "n", "#l": "log"},
+                          ExpressionAttributeValues={":n": value, ":e": [], ":v": [value]})
+    assert table.get_item(Key={"pk": "k"})["Item"] == {"pk": "k", "n": 2, "log": [0, 1, 2]}
+    with pytest.raises(table.meta.client.exceptions.ClientError, match="Invalid UpdateExpression"):
+        table.update_item(Key={"pk": "k"}, UpdateExpression="SET = :n", ExpressionAttributeValues={":n": 1})
 
 
 def test_moto_is_pinned_exactly_and_the_pin_is_the_one_checked_here():

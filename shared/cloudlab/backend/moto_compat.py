@@ -8,7 +8,7 @@ fails naming the internal that moved or changed shape, and checks that no other 
 module imports moto. moto is pinned exactly (``MOTO_VERSION``, the same pin as in
 ``pyproject.toml`` and ``environment.yml``).
 
-Patches (applied once per process: :func:`install` applies the first four when an embedded
+Patches (applied once per process: :func:`install` applies the first five when an embedded
 server starts, the local Lambda service the last two):
 
 =====================================================  ===================================  ==========================================================  =======
@@ -20,6 +20,8 @@ moto internal                                          patched by               
 ``._authenticate_and_authorize_action``                ``iam_auth.authorizer``              moto's global switch (``moto.core.responses`` before)
 ``moto.core.serialize.BaseJSONSerializer``             :func:`fast_attribute_values`        DynamoDB items were written out member by member through    5.2.0*
 ``._serialize_type_structure``                                                              alias lookups: most of a GetItem's time (same JSON now)
+``moto.dynamodb.parsing.expressions``                  :func:`memoize_update_expressions`   each UpdateItem parsed its expression twice; the tree is    5.2.5*
+``.UpdateExpressionParser.make``                                                            only read (the validator works on a deep copy)
 ``moto.awslambda.models.LambdaFunction.invoke``        :func:`replace_lambda_invoke`        S3/SNS-triggered invokes run in the local Lambda service;   0.4.27
                                                                                             moto's own needs Docker
 ``moto.awslambda.models.LambdaBackend``                :func:`replace_event_source_         CloudFormation-created SQS mappings are polled by the       5.2.5*
@@ -321,6 +323,31 @@ def fast_attribute_values() -> None:
         _replace(serializer, "_serialize_type_structure", serialize_structure, path)
 
 
+def memoize_update_expressions() -> None:
+    """Parse each distinct DynamoDB ``UpdateExpression`` once (an LRU cache of the trees).
+
+    moto parses an UpdateItem's expression twice per request (to list the placeholders it
+    uses, then to apply it) and never changes the tree it gets: ``UpdateExpressionValidator``
+    deep-copies it before working on it. Applications send the same few expressions over and
+    over (the capstone: six updates per job from four expressions), so the parses are cached.
+    An expression that fails to parse raises as before and is not cached.
+    """
+    path = "moto.dynamodb.parsing.expressions:UpdateExpressionParser.make"
+    with _patch_lock:
+        if path in _applied:
+            return
+        parser = _moto("moto.dynamodb.parsing.expressions:UpdateExpressionParser")
+        parse = parser.make
+        cached = functools.lru_cache(maxsize=1024)(parse)
+
+        def make(cls, expression_str):
+            if cls is not parser or type(expression_str) is not str:
+                return parse.__func__(cls, expression_str)
+            return cached(expression_str)
+
+        _replace(parser, "make", classmethod(make), path)
+
+
 class MotoChanged(RuntimeError):
     """The installed moto lacks internals cloudlab relies on; the message names each one."""
 
@@ -347,6 +374,7 @@ def install() -> None:
         check_installed_version()
     memoize_pure_helpers()
     fast_attribute_values()
+    memoize_update_expressions()
     path = "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action"
     with _patch_lock:
         if path not in _applied:
@@ -523,6 +551,11 @@ INTERNALS: dict[str, tuple] = {
     "moto.core.exceptions:HTTPException": (_has("code", "get_headers", "get_body"), "embedded.MotoDispatcher"),
     "moto.core.serialize:BaseJSONSerializer._serialize_type_structure": (
         _parameters("self", "serialized", "value", "shape", "key"), "fast_attribute_values"),
+    "moto.dynamodb.parsing.expressions:UpdateExpressionParser.make": (_parameters("expression_str"),
+                                                                      "memoize_update_expressions"),
+    "moto.dynamodb.parsing.validators:Validator.__init__": (
+        _parameters("self", "expression", "expression_attribute_names", "expression_attribute_values", "item", "table"),
+        "memoize_update_expressions (it deep-copies the tree it is given)"),
     "moto.core.serialize:ResponseSerializer._default_serialize": (
         _parameters("self", "serialized", "value", "shape", "key"), "fast_attribute_values"),
     "moto.core.request:Request": (_subclass_of("werkzeug.wrappers:Request"), "moto_request (Request(environ))"),
