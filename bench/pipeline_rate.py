@@ -24,9 +24,9 @@ handlers runs in THIS process under one GIL: the emulator, the local Lambda serv
 async workers, Runtime API exchanges), the API front and this script's upload clients and
 notification reader. It needs 45-58 ms of CPU per job, the handlers' processes ~32 ms more
 when warm; so 20 jobs/s takes about 90 % of one core here and 80 % of both. Of the emulator's
-30-40 ms a job, DynamoDB UpdateItem is about half (six conditional updates a job, each parsed,
-validated and deep-copied by moto), then the Rekognition stand-in's pixel work, SQS, SNS and
-S3. The burst's p95 is the time 200 queued uploads take to drain (about count / rate), so only
+30-40 ms a job, DynamoDB UpdateItem takes 14 (six conditional updates a job, each validated
+and deep-copied twice by moto; 23 before its parses were cached and its answers written
+directly), then the Rekognition stand-in's pixel work (4), SQS, SNS and S3. The burst's p95 is the time 200 queued uploads take to drain (about count / rate), so only
 the paced p95 can be held to 2 s.
 
     .venv/bin/python bench/pipeline_rate.py [--count 200] [--clients 8]
