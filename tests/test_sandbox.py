@@ -76,6 +76,9 @@ def hostile_cells(submissions: Path) -> dict[str, str]:
                   "raise RuntimeError(f'found {found[:3]}' if found else 'found nothing')"),
         "network": "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=5)",
         "flood": "for _ in range(200_000):\n    print('x' * 1000)",
+        "deafen": ("kernel = get_ipython().kernel\n"  # alive, but no request gets a reply any more
+                   "for request in list(kernel.shell_handlers):\n"
+                   "    kernel.shell_handlers[request] = lambda *args: None"),
     }
 
 
@@ -164,6 +167,7 @@ def test_solution_and_untouched_lab_next_to_hostile_ones(hostile_batch):
     ("exit", "made the kernel die"),
     ("kill_all", "made the kernel die"),
     ("flood", "printed more than 1 MB of output and was stopped"),
+    ("deafen", "left the kernel alive but not answering; the grader restarted it without this cell"),
 ])
 def test_hostile_cell_is_stopped_and_the_rest_graded(hostile_batch, name, reason):
     rows, feedback = hostile_batch
@@ -194,7 +198,7 @@ def test_sandbox_has_no_network_beyond_loopback(hostile_batch):
 # the hostile cells the fallback contains (limits, a throwaway uid); reading the disk and using
 # the network it does not stop (docs/grading-sandbox.md), and deleting everything would walk the
 # whole shared disk with a read-everything capability
-FALLBACK_HOSTILE = ("loop", "memory", "fork_bomb", "exit", "kill_all", "flood")
+FALLBACK_HOSTILE = ("loop", "memory", "fork_bomb", "exit", "kill_all", "flood", "deafen")
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +230,7 @@ def test_fallback_grades_the_solution_next_to_hostile_ones(fallback_batch):
     ("exit", "made the kernel die"),
     ("kill_all", "made the kernel die"),
     ("flood", "printed more than 1 MB of output and was stopped"),
+    ("deafen", "left the kernel alive but not answering; the grader restarted it without this cell"),
 ])
 def test_fallback_stops_the_hostile_cell_and_grades_the_rest(fallback_batch, name, reason):
     rows, feedback = fallback_batch

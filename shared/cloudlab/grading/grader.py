@@ -612,6 +612,9 @@ class SubmissionRun:
             if outcome.asked_exit:
                 self.problem(f"{name} called exit(); the grader ignored it")
             over = self._over_limit(outcome)
+            if not over and outcome.status in ("ok", "error") and outcome.responsive and self.kernel.alive \
+                    and not self.kernel.responds(min(PING_TIMEOUT, max(self._left(), 0.1))):
+                outcome.responsive = False  # it finished but left the kernel deaf: replaying it would do that again
             if over:  # what it holds (memory, processes) would starve every later cell and test
                 self.problem(f"{name} {over}; the grader restarted the kernel without this cell")
                 outcome.responsive = False
