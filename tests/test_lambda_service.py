@@ -194,7 +194,7 @@ def test_handler_failures_give_aws_errors_and_the_service_keeps_serving(aws):
             if event.get("do") == "hog":
                 hog = bytearray(300 * 1024 * 1024)
             return "fine"
-    """)
+    """, Timeout=60)  # filling 300 MB on a loaded machine can outlast the default 3 s: OOM, not timeout, is the point
     answer, error, _ = call(lam, name, {"do": "raise"})
     assert answer["FunctionError"] == "Unhandled" and error["errorType"] == "ValueError"
     assert error["errorMessage"] == "bad input" and error["stackTrace"]
