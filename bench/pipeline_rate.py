@@ -18,6 +18,17 @@ small account and throttle the pipeline). Prints:
   (long polls' waits excluded), against the run's wall-clock seconds and against this
   process's CPU seconds (emulator, API front, Lambda service; handlers run in other processes).
 
+Where the time goes (measured 2026-11-30 with py-spy, per-thread CPU from /proc and the
+emulator's per-operation CPU; figures in README.md, "Performance figures"): everything but the
+handlers runs in THIS process under one GIL: the emulator, the local Lambda service (pollers,
+async workers, Runtime API exchanges), the API front and this script's upload clients and
+notification reader. It needs 45-58 ms of CPU per job, the handlers' processes ~32 ms more
+when warm; so 20 jobs/s takes about 90 % of one core here and 80 % of both. Of the emulator's
+30-40 ms a job, DynamoDB UpdateItem takes 14 (six conditional updates a job, each validated
+and deep-copied twice by moto; 23 before its parses were cached and its answers written
+directly), then the Rekognition stand-in's pixel work (4), SQS, SNS and S3. The burst's p95 is the time 200 queued uploads take to drain (about count / rate), so only
+the paced p95 can be held to 2 s.
+
     .venv/bin/python bench/pipeline_rate.py [--count 200] [--clients 8]
 """
 

@@ -91,6 +91,19 @@ def endless_cells():
     return [(kind, endless if source == PUT_GREETING else source) for kind, source in solved_cells()]
 
 
+def wedging_cells():
+    """make_bucket leaves the kernel alive but deaf: it stops answering requests once a call returns.
+    No check() cells, so only the test phase calls it; each later case needs a restarted kernel."""
+    wedging = MAKE_BUCKET.replace("    return name\n", "    deafen()\n    return name\n", 1)
+    assert wedging != MAKE_BUCKET
+    deafen = ("def deafen():\n"
+              "    kernel = get_ipython().kernel\n"
+              "    for request in list(kernel.shell_handlers):\n"
+              "        kernel.shell_handlers[request] = lambda *args: None  # never replies")
+    return [("code", deafen)] + [(kind, wedging if source == MAKE_BUCKET else source)
+                                 for kind, source in solved_cells() if not source.startswith("check(")]
+
+
 def _kernel_children() -> list[str]:
     """Command lines of this process's child kernels."""
     found = []
@@ -123,6 +136,7 @@ def graded(tmp_path_factory):
         "crash": make_notebook(crash_cells()),
         "crash_in_test": make_notebook(crash_in_test_cells()),
         "endless": make_notebook(endless_cells()),
+        "wedged": make_notebook(wedging_cells()),
     }
     paths = []
     for name, notebook in notebooks.items():
@@ -168,7 +182,7 @@ def test_batch_completes_and_cleans_up(graded):
     folder, rows, code = graded
     assert code == 0
     assert set(rows) == {"master", "lab", "solved", "broken", "reordered", "forged", "crash", "crash_in_test",
-                         "endless", "not_json", "not_notebook"}
+                         "endless", "wedged", "not_json", "not_notebook"}
     assert list(next(iter(rows.values()))) == ["submission", "q1_bucket", "q2_object", "total", "max", "notes", "sandbox"]
     assert not list((folder / "tmp").iterdir()), "temporary grading folders were left behind"
     assert _kernel_children() == []
@@ -263,6 +277,71 @@ def test_endless_function_is_stopped_per_case(graded):
     assert scores(rows["endless"])[:3] == ("3", "0", "3")
     assert f'code cell 6 (`check("q2_object")`) did not finish in {CELL_LIMIT} s' in rows["endless"]["notes"]
     assert f"did not finish in {CASE_LIMIT} s" in feedback(folder, "endless")
+
+
+def test_kernel_that_stops_answering_is_restarted_before_the_next_case(graded):
+    _, rows, _ = graded
+    assert scores(rows["wedged"]) == ("3", "3", str(MAX_POINTS), str(MAX_POINTS)), rows["wedged"]
+    assert f"the kernel stopped answering (no reply in {grader.PING_TIMEOUT:g} s) before test 2" in rows["wedged"]["notes"]
+
+
+# ---- a test's own time limit, and the submission's -------------------------------------------
+
+SLOW_CASES = [  # the default case limit is CASE_LIMIT (8 s)
+    ("code", "# TEST q3_slow points=1 timeout=40: needs longer than the default case limit\n"
+             "import time\ntime.sleep(CASE_LIMIT + 3)".replace("CASE_LIMIT", str(CASE_LIMIT))),
+    ("code", "# TEST q3_slow points=1 timeout=2: runs past its own limit\nwhile True:\n    pass"),
+]
+
+
+def solved_submission(folder: Path) -> Path:
+    """The demo lab solved (q1, q2); the master's extra questions are the grader's alone."""
+    path = folder / "solved.ipynb"
+    nbformat.write(make_notebook(solved_cells()), path)
+    return path
+
+
+def test_declared_case_limit_replaces_the_default(tmp_path):
+    master = write_master(tmp_path, MASTER_CELLS + SLOW_CASES)
+    limits = grader.Limits(timeout=NOTEBOOK_LIMIT, cell_timeout=CELL_LIMIT, case_timeout=CASE_LIMIT)
+    [grade] = grader.grade_all(master, [solved_submission(tmp_path)], tmp_path / "out" / "grades.csv", limits=limits)
+    longer, over = [case for case in grade.cases if case.question == "q3_slow"]
+    assert longer.passed, longer.message
+    assert not over.passed
+    assert over.message.startswith("did not finish in its own time limit of 2 s"), over.message
+    assert "did not finish in its own time limit of 2 s" in feedback(tmp_path, "solved")
+    assert grade.total == MAX_POINTS + 1
+
+
+DEADLINE_CASES = [
+    ("code", "# TEST q3_endless points=1 timeout=600: an endless case stopped by the submission's limit\n"
+             "while True:\n    pass"),
+    ("code", "# TEST q3_endless points=1: a case after the limit\nassert True"),
+]
+SUBMISSION_LIMIT = 60  # room for starting the kernel and q1, q2 on a busy machine; the endless case takes the rest
+
+
+def test_submission_limit_stops_grading_and_keeps_the_points_earned(tmp_path):
+    master = write_master(tmp_path, MASTER_CELLS + DEADLINE_CASES)
+    limits = grader.Limits(timeout=NOTEBOOK_LIMIT, cell_timeout=CELL_LIMIT, case_timeout=CASE_LIMIT,
+                           submission_timeout=SUBMISSION_LIMIT)
+    [grade] = grader.grade_all(master, [solved_submission(tmp_path)], tmp_path / "out" / "grades.csv", limits=limits)
+    endless, after = [case for case in grade.cases if case.question == "q3_endless"]
+    used_up = f"the submission used up its {SUBMISSION_LIMIT} s"
+    assert endless.message == f"stopped: {used_up}" and after.message == f"not run: {used_up}"
+    assert grade.total == MAX_POINTS, [case.message for case in grade.cases]  # q1 and q2 ran first and count
+    assert f"1 test case(s) were not run: {used_up}" in grade.problems
+    assert grade.seconds < SUBMISSION_LIMIT + 30, grade.seconds  # not the endless case's 600 s
+    assert _kernel_children() == []
+
+
+def test_submission_limit_default_and_bad_value(tmp_path, capsys):
+    limits = grader.Limits(timeout=100, case_timeout=10)
+    assert limits.submission([10, 10, 180]) == 100 + 200 + grader.SUBMISSION_MARGIN
+    assert grader.Limits(submission_timeout=50).submission([10]) == 50
+    master = write_master(tmp_path)
+    assert cli(["grade", str(master), str(master), "--out", str(tmp_path / "g.csv"), "--submission-timeout", "0"]) == 2
+    assert "--submission-timeout must be a number of seconds above 0" in capsys.readouterr().err
 
 
 # ---- written answers in the feedback ---------------------------------------------------------

@@ -152,6 +152,10 @@ def test_malformed_code_markers_name_the_cell(tmp_path, source, expected):
     ("# TEST q9 points=1 no colon", "has no ':'"),
     ("# TEST q9 points=1:", "no description"),
     ("# TEST points=1: no name", "no valid question name"),
+    ("# TEST q9 points=1 timeout: no seconds", "a time limit not written as `timeout=<seconds>`"),
+    ("# TEST q9 points=1 timeout=0: zero", "timeout=0 is not a number of seconds above 0"),
+    ("# TEST q9 points=1 timeout=ten: words", "timeout=ten is not a number of seconds"),
+    ("# TEST q9 points=1 timeout=5 hidden timeout=6: twice", "repeats an option"),
 ])
 def test_malformed_test_headers(tmp_path, header, expected):
     message = error_for(tmp_path, MASTER_CELLS + [("code", header + "\nassert True")])
@@ -198,6 +202,47 @@ def test_public_tests_ship_no_hidden_code(tmp_path):
     assert [case["description"] for case in q1["cases"]] == ["make_bucket creates the bucket"]
     assert "make_bucket returns the name" not in json.dumps(tests)
     assert q2["cases"][0]["points"] == 3
+
+
+SLOW_PUBLIC = "# TEST q3_slow points=1 timeout=90: a case with its own limit\nassert True"
+SLOW_HIDDEN = "# TEST q3_slow points=2 hidden timeout=180.5: a hidden case with its own limit\nassert True"
+
+
+def test_declared_timeout_is_parsed_shipped_and_kept_by_every_source(tmp_path):
+    from cloudlab.grading import sources
+
+    master = markers.parse_master(write_master(tmp_path, MASTER_CELLS + [("code", SLOW_PUBLIC), ("code", SLOW_HIDDEN)]))
+    assert [case.timeout for case in master.questions["q3_slow"].cases] == [90, 180.5]
+    assert all(case.timeout is None for case in master.questions["q1_bucket"].cases)
+    cases = build.public_tests(master)["questions"][2]["cases"]
+    assert cases == [{"description": "a case with its own limit", "points": 1, "code": "assert True\n", "timeout": 90}]
+    assert "timeout" not in build.public_tests(master)["questions"][0]["cases"][0], "no key where none is declared"
+    every = tmp_path / "every" / f"{LAB}.json"  # the tests-file and grading-notebook forms keep the limits
+    every.parent.mkdir()
+    every.write_text(json.dumps(sources.all_tests(master)))
+    assert [case.timeout for case in sources.load_master(every).questions["q3_slow"].cases] == [90, 180.5]
+    copy = sources._parse_notebook(sources.grading_notebook(master), master.path)
+    assert [case.timeout for case in copy.questions["q3_slow"].cases] == [90, 180.5]
+    bad = tmp_path / "bad" / f"{LAB}.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({"questions": [{"name": "q1", "cases": [
+        {"description": "d", "points": 1, "code": "assert True", "timeout": -5}]}]}))
+    with pytest.raises(MarkerError, match="timeout=-5 is not a number of seconds above 0"):
+        sources.load_master(bad)
+
+
+def test_check_uses_a_declared_limit_longer_than_its_own(tmp_path, monkeypatch):
+    from cloudlab.grading import check as check_module
+
+    monkeypatch.setattr(check_module, "CASE_TIMEOUT", 0.2)
+    tests = tmp_path / "t.json"
+    slow = "import time\ntime.sleep(0.6)"
+    tests.write_text(json.dumps({"lab": "x", "questions": [{"name": "q1", "cases": [
+        {"description": "declares 30 s", "points": 1, "code": slow, "timeout": 30},
+        {"description": "declares nothing", "points": 1, "code": slow}]}]}))
+    first, second = Checker("x", tests)("q1", _namespace={}).cases
+    assert first.passed, first.message
+    assert not second.passed and second.message.startswith("did not finish in 0.2 s"), second.message
 
 
 def test_build_is_byte_stable(tmp_path):

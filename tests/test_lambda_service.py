@@ -313,6 +313,40 @@ def test_sqs_mapping_deletes_successes_and_leaves_reported_failures_to_the_queue
     lam.delete_event_source_mapping(UUID=mapping["UUID"])
 
 
+def test_sqs_mapping_runs_concurrent_batches_under_a_backlog_up_to_its_maximum_concurrency(aws, tmp_path):
+    lam, function = aws
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"backlog-{uuid.uuid4().hex[:8]}", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    marks = tmp_path / "batches"
+    name = function("""
+        import os, time
+
+        def handler(event, context):
+            started = time.time()
+            time.sleep(1.0)  # long enough for the next batch to start beside this one
+            bodies = ",".join(record["body"] for record in event["Records"])
+            with open(os.environ["MARKS"], "a") as out:
+                out.write(f"{started} {time.time()} {bodies}\\n")
+    """, Timeout=10, Environment={"Variables": {"MARKS": str(marks)}})
+    for start in range(0, 60, 10):
+        sqs.send_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)])
+    mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, BatchSize=10,
+                                              ScalingConfig={"MaximumConcurrency": 2})
+
+    def batches():
+        rows = [line.split(" ") for line in marks.read_text().splitlines()] if marks.exists() else []
+        return rows if sum(len(row[2].split(",")) for row in rows) >= 60 else None
+
+    rows = eventually(batches, limit=90)
+    lam.delete_event_source_mapping(UUID=mapping["UUID"])
+    bodies = sorted(body for row in rows for body in row[2].split(","))
+    assert bodies == sorted(f"m{i}" for i in range(60))  # each message handled once
+    intervals = [(float(row[0]), float(row[1])) for row in rows]
+    overlapping = max(sum(1 for s, e in intervals if s <= start < e) for start, _ in intervals)
+    assert overlapping == 2  # a second batch ran beside the first, and never a third (MaximumConcurrency)
+
+
 def test_s3_notification_runs_the_function_asynchronously_with_the_s3_event(aws):
     lam, function = aws
     s3, sqs = boto3.client("s3"), boto3.client("sqs")

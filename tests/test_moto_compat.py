@@ -91,6 +91,8 @@ def test_patches_are_applied_once_the_embedded_server_runs():
     assert set(moto_compat.applied()) == {
         "moto.core.utils:camelcase_to_underscores", "moto.core.utils:method_names_from_class",
         "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action",
+        "moto.core.serialize:BaseJSONSerializer._serialize_type_structure",
+        "moto.dynamodb.parsing.expressions:UpdateExpressionParser.make",
         "moto.awslambda.models:LambdaFunction.invoke",
         "moto.awslambda.models:LambdaBackend.create_event_source_mapping",
         "moto.awslambda.models:LambdaBackend.delete_event_source_mapping"}
@@ -102,6 +104,72 @@ def test_patches_are_applied_once_the_embedded_server_runs():
     assert ActionAuthenticatorMixin._authenticate_and_authorize_action is not original
     assert original.__module__ == "moto.core.authorization"
     assert camelcase_to_underscores("VisibilityTimeout") == "visibility_timeout"  # the cached copy still answers
+
+
+def _dynamodb_body(operation: str, result: dict, walk_members) -> dict:
+    """moto's JSON body for a DynamoDB ``operation`` answering ``result``, with ``walk_members``
+    as the structure serializer (moto's own, or the patched one)."""
+    from moto.core.responses import XFormedAttributePicker
+    from moto.core.serialize import JSONSerializer
+    from moto.core.utils import get_service_model
+
+    class Serializer(JSONSerializer):
+        _serialize_type_structure = walk_members
+
+    operation_model = get_service_model("dynamodb").operation_model(operation)
+    answer = Serializer(operation_model=operation_model, value_picker=XFormedAttributePicker()).serialize(result)
+    return json.loads(answer["body"])
+
+
+ITEM = {
+    "job_id": {"S": "j-1"}, "size": {"N": "1234"}, "ratio": {"N": "0.25"}, "empty": {"S": ""},
+    "ok": {"BOOL": False}, "nothing": {"NULL": True}, "tags": {"SS": ["a", "b"]}, "scores": {"NS": ["1", "2.5"]},
+    "blob": {"B": "aGVsbG8="}, "blobs": {"BS": ["aGk=", "eW8="]}, "no_list": {"L": []}, "no_map": {"M": {}},
+    "timeline": {"L": [{"M": {"stage": {"S": "uploaded"}, "at": {"N": "1796053197.42"}, "by": {"S": "upload"}}},
+                       {"M": {"stage": {"S": "decided"}, "flags": {"L": [{"BOOL": True}, {"NULL": True}]},
+                              "raw": {"B": "AAE="}}}]},
+    "result": {"M": {"labels": {"L": [{"M": {"Name": {"S": "Violence"}, "Confidence": {"N": "87.5"}}}]},
+                     "top": {"NULL": True}}},
+}
+
+
+@pytest.mark.parametrize("operation, result", [
+    ("GetItem", {"Item": ITEM}),
+    ("UpdateItem", {"Attributes": ITEM, "ConsumedCapacity": {"TableName": "jobs", "CapacityUnits": 1.0}}),
+    ("Query", {"Items": [ITEM, {"job_id": {"S": "j-2"}}], "Count": 2, "ScannedCount": 2,
+               "LastEvaluatedKey": {"job_id": {"S": "j-2"}}}),
+    ("BatchGetItem", {"Responses": {"jobs": [ITEM]}, "UnprocessedKeys": {}}),
+])
+def test_dynamodb_attribute_values_are_written_as_moto_writes_them(operation, result):
+    """The patched serializer (``moto_compat.fast_attribute_values``) writes the same JSON as
+    moto's own, binary values (moto's path) included."""
+    cloudlab.use_backend()
+    path = "moto.core.serialize:BaseJSONSerializer._serialize_type_structure"
+    from moto.core.serialize import BaseJSONSerializer
+
+    assert BaseJSONSerializer._serialize_type_structure is not moto_compat.original(path)
+    fast = _dynamodb_body(operation, result, BaseJSONSerializer._serialize_type_structure)
+    assert fast == _dynamodb_body(operation, result, moto_compat.original(path))
+    assert moto_compat.plain_attribute_value(ITEM["timeline"]) is moto_compat._NOT_PLAIN  # a binary inside
+    assert moto_compat.plain_attribute_value(ITEM["result"]) == ITEM["result"]
+
+
+def test_update_expressions_are_parsed_once_and_each_update_still_applies_its_own_values():
+    cloudlab.use_backend()
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    assert UpdateExpressionParser.make("SET a = :a") is UpdateExpressionParser.make("SET a = :a")  # one parse
+    table = boto3.resource("dynamodb").create_table(
+        TableName=f"parsed-{uuid.uuid4().hex[:8]}", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    for value in range(3):  # the same expression, other values: each update sees its own
+        table.update_item(Key={"pk": "k"}, UpdateExpression="SET #n = :n, #l = list_append(if_not_exists(#l, :e), :v)",
+                          ExpressionAttributeNames={"#n": "n", "#l": "log"},
+                          ExpressionAttributeValues={":n": value, ":e": [], ":v": [value]})
+    assert table.get_item(Key={"pk": "k"})["Item"] == {"pk": "k", "n": 2, "log": [0, 1, 2]}
+    with pytest.raises(table.meta.client.exceptions.ClientError, match="Invalid UpdateExpression"):
+        table.update_item(Key={"pk": "k"}, UpdateExpression="SET = :n", ExpressionAttributeValues={":n": 1})
 
 
 def test_moto_is_pinned_exactly_and_the_pin_is_the_one_checked_here():

@@ -8,8 +8,12 @@ feedback, and the sandbox column; then that the checkout and the other submissio
 untouched, the grader is alive, and every throwaway uid was freed (its processes killed).
 
 The batch runs with the bubblewrap sandbox where it works (``.ci/run`` installs it when root),
-and a second, smaller batch forces the fallback (``CLOUDLAB_SANDBOX=none``) to check that a
-kernel that kills everything it can, or forks without bound, still cannot reach the grader.
+and a second batch forces the fallback (``CLOUDLAB_SANDBOX=none``, as root: a throwaway uid)
+with every hostile cell whose effect the fallback is meant to contain (not the ones that read
+the disk or use the network: only bubblewrap hides those), next to the solution, each row
+checked the same way. Every submission must finish within its own time limit
+(``Limits.submission``), so neither batch can hang: without a PID namespace a fork bomb once
+left a kernel that was alive but never answered, and each test case then waited out its limit.
 Limits are short (the loop costs one cell limit) and two workers grade at once, as on 2 cores.
 """
 
@@ -35,8 +39,13 @@ QUESTIONS = ["q1_rename", "q2_append", "q3_read_many", "q4_attach", "q5_choose"]
 FULL, EARNED_BEFORE = "32", {"q1_rename": "6", "q2_append": "6", "q3_read_many": "0", "q4_attach": "0",
                                "q5_choose": "0", "total": "12"}
 # a tenfold margin per cell (the cells here take about a second) and per case on a busy 2-core
-# machine; the endless loop costs one cell limit
-LIMITS = grader.Limits(timeout=300, cell_timeout=20, case_timeout=60, memory_mb=1024, processes=256, output_mb=1)
+# machine; the endless loop costs one cell limit. A submission may take 240 s in all (the solution
+# took 56 s, the fork bomb 69 s, at a load of 20 on 2 cores), so neither batch can hang.
+LIMITS = grader.Limits(timeout=300, cell_timeout=20, case_timeout=60, memory_mb=1024, processes=256, output_mb=1,
+                       submission_timeout=240)
+# what the grader itself may add after a submission's deadline: the interrupt's grace, killing the
+# kernel and sweeping its uid, deleting its folders
+AFTER_DEADLINE = 60
 
 pytestmark = [pytest.mark.skipif(not MASTER.is_file(), reason="a student release has no masters"),
               pytest.mark.timeout(900)]
@@ -67,6 +76,9 @@ def hostile_cells(submissions: Path) -> dict[str, str]:
                   "raise RuntimeError(f'found {found[:3]}' if found else 'found nothing')"),
         "network": "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=5)",
         "flood": "for _ in range(200_000):\n    print('x' * 1000)",
+        "deafen": ("kernel = get_ipython().kernel\n"  # alive, but no request gets a reply any more
+                   "for request in list(kernel.shell_handlers):\n"
+                   "    kernel.shell_handlers[request] = lambda *args: None"),
     }
 
 
@@ -107,11 +119,16 @@ def grade_batch(folder: Path, cells: dict[str, str], extra: dict[str, Path]) -> 
         nbformat.write(with_cell(source), paths[-1])
     before = digest(submissions)
     out = folder / "out" / "grades.csv"
-    grader.grade_all(MASTER, paths, out, limits=LIMITS, jobs=2)
+    grades = grader.grade_all(MASTER, paths, out, limits=LIMITS, jobs=2)
     assert digest(submissions) == before, "a submission changed another submission's file"
     with open(out, newline="") as handle:
         rows = {Path(row["submission"]).stem: row for row in csv.DictReader(handle)}
     assert list(rows) == [path.stem for path in paths], "every submission has its row, in order"
+    allowed = grader.SubmissionRun(grader.parse_master(MASTER), MASTER, "", LIMITS).allowed
+    seconds = {Path(grade.name).stem: round(grade.seconds) for grade in grades}
+    print(f"seconds per submission (each allowed {allowed:g} s): {seconds}")
+    late = {name: taken for name, taken in seconds.items() if taken > allowed + AFTER_DEADLINE}
+    assert not late, f"graded past the submission's time limit of {allowed:g} s: {late}"
     feedback = {name: (folder / "out" / "feedback" / f"{name}.md").read_text() for name in rows}
     return rows, feedback
 
@@ -150,6 +167,7 @@ def test_solution_and_untouched_lab_next_to_hostile_ones(hostile_batch):
     ("exit", "made the kernel die"),
     ("kill_all", "made the kernel die"),
     ("flood", "printed more than 1 MB of output and was stopped"),
+    ("deafen", "left the kernel alive but not answering; the grader restarted it without this cell"),
 ])
 def test_hostile_cell_is_stopped_and_the_rest_graded(hostile_batch, name, reason):
     rows, feedback = hostile_batch
@@ -177,19 +195,49 @@ def test_sandbox_has_no_network_beyond_loopback(hostile_batch):
     assert_earned_before(rows["network"])
 
 
-@pytest.mark.skipif(not sandbox.running_as_root(), reason="the fallback drops to a throwaway uid only as root")
-def test_fallback_without_sandbox_keeps_the_grader_alive(tmp_path, monkeypatch):
-    # Not the fork bomb here: without a PID namespace its forked copies of the kernel once wedged
-    # the kernel's channel, and every test case then ran to its time limit (a CI run hung 10 min);
-    # open defect, see docs/grading-sandbox.md. The fork bomb is graded in bubblewrap above.
-    monkeypatch.setenv(sandbox.SANDBOX_VARIABLE, "none")
-    cells = hostile_cells(tmp_path / "submissions")
-    rows, feedback = grade_batch(tmp_path, {"kill_all": cells["kill_all"]}, {})
+# the hostile cells the fallback contains (limits, a throwaway uid); reading the disk and using
+# the network it does not stop (docs/grading-sandbox.md), and deleting everything would walk the
+# whole shared disk with a read-everything capability
+FALLBACK_HOSTILE = ("loop", "memory", "fork_bomb", "exit", "kill_all", "flood", "deafen")
+
+
+@pytest.fixture(scope="module")
+def fallback_batch(tmp_path_factory):
+    if not sandbox.running_as_root():
+        pytest.skip("the fallback drops to a throwaway uid only as root; as this user a hostile kernel "
+                    "could signal the grader and every process of the user")
+    folder = tmp_path_factory.mktemp("fallback")
+    cells = hostile_cells(folder / "submissions")
+    before = checkout_state()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(sandbox.SANDBOX_VARIABLE, "none")
+        rows, feedback = grade_batch(folder, {name: cells[name] for name in FALLBACK_HOSTILE}, {"solution": MASTER})
+    assert checkout_state() == before, "the checkout changed"
+    return rows, feedback
+
+
+def test_fallback_grades_the_solution_next_to_hostile_ones(fallback_batch):
+    rows, _ = fallback_batch
+    assert rows["solution"]["total"] == FULL and rows["solution"]["notes"] == "", rows["solution"]
     assert {row["sandbox"] for row in rows.values()} == {"none"}
-    assert "made the kernel die" in rows["kill_all"]["notes"]
-    for row in rows.values():
-        assert_earned_before(row)
     assert not sandbox._uids_taken, "a throwaway uid was not freed: its processes would not die"
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("loop", f"did not finish in {LIMITS.cell:g} s and was stopped"),
+    ("memory", "ran out of memory (the limit is 1024 MB per process); the grader restarted the kernel without this cell"),
+    ("fork_bomb", "started too many processes or threads (the limit is 256)"),
+    ("exit", "made the kernel die"),
+    ("kill_all", "made the kernel die"),
+    ("flood", "printed more than 1 MB of output and was stopped"),
+    ("deafen", "left the kernel alive but not answering; the grader restarted it without this cell"),
+])
+def test_fallback_stops_the_hostile_cell_and_grades_the_rest(fallback_batch, name, reason):
+    rows, feedback = fallback_batch
+    assert reason in rows[name]["notes"], rows[name]
+    assert reason in feedback[name]
+    assert "not run: " not in feedback[name], rows[name]  # every case ran: no kernel given up on, no deadline
+    assert_earned_before(rows[name])
 
 
 # ---- the confinement itself, without a kernel (fast) ------------------------------------------------

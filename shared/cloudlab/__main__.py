@@ -75,10 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("submissions", nargs="+", help="submitted notebooks, or ONE folder with a notebook or folder per student")
     grade.add_argument("--out", default="grades.csv", help="CSV gradebook to write (default grades.csv)")
     grade.add_argument("--feedback-dir", default=None, help="where per-student feedback goes (default: next to --out)")
-    grade.add_argument("--timeout", type=float, default=300, help="seconds allowed per submission (default 300)")
+    grade.add_argument("--timeout", type=float, default=300, help="seconds allowed for a submission's cells (default 300)")
     grade.add_argument("--cell-timeout", type=float, default=None, help="seconds allowed per cell (default min(timeout, 120))")
     grade.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: one per core)")
-    grade.add_argument("--case-timeout", type=float, default=None, help="seconds allowed per test case (default 60)")
+    grade.add_argument("--case-timeout", type=float, default=None,
+                       help="seconds allowed per test case that declares no timeout= of its own (default 60)")
+    grade.add_argument("--submission-timeout", type=float, default=None,
+                       help="seconds allowed for ALL of one submission (cells, tests, restarts); then its remaining "
+                       "tests are not run and its processes killed (default: --timeout + every case's limit + 120)")
     grade.add_argument("--tests-dir", default=None, help="instructor folder with hidden tests, DIR/<lab>.json")
     grade.add_argument("--regrade", action="store_true", help="grade everything again, ignoring cached results")
     grade.add_argument("--question", action="append", default=None, metavar="Q",

@@ -8,7 +8,7 @@ fails naming the internal that moved or changed shape, and checks that no other 
 module imports moto. moto is pinned exactly (``MOTO_VERSION``, the same pin as in
 ``pyproject.toml`` and ``environment.yml``).
 
-Patches (applied once per process: :func:`install` applies the first three when an embedded
+Patches (applied once per process: :func:`install` applies the first five when an embedded
 server starts, the local Lambda service the last two):
 
 =====================================================  ===================================  ==========================================================  =======
@@ -18,6 +18,10 @@ moto internal                                          patched by               
 ``moto.core.utils.method_names_from_class``            :func:`memoize_pure_helpers`         pure, an ``inspect.getmembers`` scan per request             0.0.7
 ``moto.core.authorization.ActionAuthenticatorMixin``   :func:`install` with                 IAM checks per request for IAM users' keys instead of        5.1.17
 ``._authenticate_and_authorize_action``                ``iam_auth.authorizer``              moto's global switch (``moto.core.responses`` before)
+``moto.core.serialize.BaseJSONSerializer``             :func:`fast_attribute_values`        DynamoDB items were written out member by member through    5.2.0*
+``._serialize_type_structure``                                                              alias lookups: most of a GetItem's time (same JSON now)
+``moto.dynamodb.parsing.expressions``                  :func:`memoize_update_expressions`   each UpdateItem parsed its expression twice; the tree is    5.2.5*
+``.UpdateExpressionParser.make``                                                            only read (the validator works on a deep copy)
 ``moto.awslambda.models.LambdaFunction.invoke``        :func:`replace_lambda_invoke`        S3/SNS-triggered invokes run in the local Lambda service;   0.4.27
                                                                                             moto's own needs Docker
 ``moto.awslambda.models.LambdaBackend``                :func:`replace_event_source_         CloudFormation-created SQS mappings are polled by the       5.2.5*
@@ -245,6 +249,105 @@ def memoize_pure_helpers() -> None:
                 _memoize_in_place(function, copy_result)
 
 
+# -- DynamoDB attribute values, written out directly ------------------------------------------
+_ATTRIBUTE_VALUE_MEMBERS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+_NOT_PLAIN = object()
+
+
+def plain_attribute_value(value):
+    """The JSON moto's serializer writes for a DynamoDB ``AttributeValue`` (``{"S": "x"}``,
+    ``{"M": {...}}``...), built directly; ``_NOT_PLAIN`` for anything else (binary values,
+    unexpected shapes), which then takes moto's own path.
+
+    moto's serializer walks the ``AttributeValue`` structure's ten members for every value,
+    each through several alias lookups: a job item with a timeline of a few entries took about
+    2 ms per GetItem (measured, ``bench/pipeline_rate.py``). The output is the same: strings and
+    numbers as strings, booleans and nulls as booleans, string and number sets as lists, lists
+    and maps recursively (``tests/test_moto_compat.py`` compares the two).
+    """
+    if type(value) is not dict or len(value) != 1:
+        return _NOT_PLAIN
+    ((kind, inner),) = value.items()
+    if kind == "S" or kind == "N":
+        return {kind: inner} if type(inner) is str else _NOT_PLAIN
+    if kind == "M":
+        if type(inner) is not dict:
+            return _NOT_PLAIN
+        members = {}
+        for name, item in inner.items():
+            plain = plain_attribute_value(item)
+            if plain is _NOT_PLAIN or type(name) is not str:
+                return _NOT_PLAIN
+            members[name] = plain
+        return {"M": members}
+    if kind == "L":
+        if type(inner) is not list:
+            return _NOT_PLAIN
+        items = []
+        for item in inner:
+            plain = plain_attribute_value(item)
+            if plain is _NOT_PLAIN:
+                return _NOT_PLAIN
+            items.append(plain)
+        return {"L": items}
+    if kind == "BOOL" or kind == "NULL":
+        return {kind: inner} if type(inner) is bool else _NOT_PLAIN
+    if kind == "SS" or kind == "NS":
+        return {kind: list(inner)} if type(inner) is list and all(type(item) is str for item in inner) else _NOT_PLAIN
+    return _NOT_PLAIN  # B, BS: moto's own path (base64)
+
+
+def _is_attribute_value_shape(shape) -> bool:
+    return getattr(shape, "name", None) == "AttributeValue" and shape.members.keys() == _ATTRIBUTE_VALUE_MEMBERS
+
+
+def fast_attribute_values() -> None:
+    """Write DynamoDB attribute values out directly in moto's JSON serializer (see
+    :func:`plain_attribute_value`); every other structure, and any value it does not cover,
+    goes through moto's own code."""
+    path = "moto.core.serialize:BaseJSONSerializer._serialize_type_structure"
+    with _patch_lock:
+        if path in _applied:
+            return
+        serializer = _moto("moto.core.serialize:BaseJSONSerializer")
+        walk_members = serializer._serialize_type_structure
+
+        def serialize_structure(self, serialized, value, shape, key):
+            if key and _is_attribute_value_shape(shape):
+                plain = plain_attribute_value(value)
+                if plain is not _NOT_PLAIN:
+                    self._default_serialize(serialized, plain, shape, key)
+                    return
+            walk_members(self, serialized, value, shape, key)
+
+        _replace(serializer, "_serialize_type_structure", serialize_structure, path)
+
+
+def memoize_update_expressions() -> None:
+    """Parse each distinct DynamoDB ``UpdateExpression`` once (an LRU cache of the trees).
+
+    moto parses an UpdateItem's expression twice per request (to list the placeholders it
+    uses, then to apply it) and never changes the tree it gets: ``UpdateExpressionValidator``
+    deep-copies it before working on it. Applications send the same few expressions over and
+    over (the capstone: six updates per job from four expressions), so the parses are cached.
+    An expression that fails to parse raises as before and is not cached.
+    """
+    path = "moto.dynamodb.parsing.expressions:UpdateExpressionParser.make"
+    with _patch_lock:
+        if path in _applied:
+            return
+        parser = _moto("moto.dynamodb.parsing.expressions:UpdateExpressionParser")
+        parse = parser.make
+        cached = functools.lru_cache(maxsize=1024)(parse)
+
+        def make(cls, expression_str):
+            if cls is not parser or type(expression_str) is not str:
+                return parse.__func__(cls, expression_str)
+            return cached(expression_str)
+
+        _replace(parser, "make", classmethod(make), path)
+
+
 class MotoChanged(RuntimeError):
     """The installed moto lacks internals cloudlab relies on; the message names each one."""
 
@@ -270,6 +373,8 @@ def install() -> None:
     if not _applied:
         check_installed_version()
     memoize_pure_helpers()
+    fast_attribute_values()
+    memoize_update_expressions()
     path = "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action"
     with _patch_lock:
         if path not in _applied:
@@ -444,6 +549,15 @@ INTERNALS: dict[str, tuple] = {
     "moto.core:DEFAULT_ACCOUNT_ID": (lambda value: None if isinstance(value, str) and value.isdigit() else
                                      f"is {value!r}, not an account number", "every backend read"),
     "moto.core.exceptions:HTTPException": (_has("code", "get_headers", "get_body"), "embedded.MotoDispatcher"),
+    "moto.core.serialize:BaseJSONSerializer._serialize_type_structure": (
+        _parameters("self", "serialized", "value", "shape", "key"), "fast_attribute_values"),
+    "moto.dynamodb.parsing.expressions:UpdateExpressionParser.make": (_parameters("expression_str"),
+                                                                      "memoize_update_expressions"),
+    "moto.dynamodb.parsing.validators:Validator.__init__": (
+        _parameters("self", "expression", "expression_attribute_names", "expression_attribute_values", "item", "table"),
+        "memoize_update_expressions (it deep-copies the tree it is given)"),
+    "moto.core.serialize:ResponseSerializer._default_serialize": (
+        _parameters("self", "serialized", "value", "shape", "key"), "fast_attribute_values"),
     "moto.core.request:Request": (_subclass_of("werkzeug.wrappers:Request"), "moto_request (Request(environ))"),
     "moto.core.request:PRESERVED_HEADER_NAMES_ENVIRON_KEY": (
         lambda value: None if isinstance(value, str) else "is not a string", "moto_request"),

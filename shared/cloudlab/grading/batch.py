@@ -56,7 +56,7 @@ def question_versions(master: Master, limits: Limits) -> dict[str, str]:
     base = f"{grader_fingerprint()}|{master.lab_name}|{settings}"
     versions = {}
     for name, question in master.questions.items():
-        cases = [[case.description, case.points, case.hidden, case.code] for case in question.cases]
+        cases = [[case.description, case.points, case.hidden, case.code, case.timeout] for case in question.cases]
         versions[name] = hashlib.sha256(f"{base}|{json.dumps(cases)}".encode()).hexdigest()
     return versions
 
@@ -263,7 +263,11 @@ def main(args) -> int:
     limits = Limits(timeout=float(getattr(args, "timeout", None) or DEFAULT_TIMEOUT),
                     cell_timeout=getattr(args, "cell_timeout", None),
                     case_timeout=getattr(args, "case_timeout", None),
-                    memory_mb=getattr(args, "memory_mb", None) or DEFAULT_MEMORY_MB)
+                    memory_mb=getattr(args, "memory_mb", None) or DEFAULT_MEMORY_MB,
+                    submission_timeout=getattr(args, "submission_timeout", None))
+    if limits.submission_timeout is not None and not limits.submission_timeout > 0:
+        print("error: --submission-timeout must be a number of seconds above 0", file=sys.stderr)
+        return 2
     started = time.monotonic()
     out = Path(args.out)
     try:

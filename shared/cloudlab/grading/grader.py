@@ -17,7 +17,13 @@ cases reach it as execute requests in step 3. Steps per submission:
 3. every test case of the master, public and hidden, by question name — never by cell
    position — each in a copy of the notebook's namespace under its own time limit. Results
    come back through the execute reply's ``user_expressions``, which printed output cannot
-   forge, and carry a per-case random nonce.
+   forge, and carry a per-case random nonce. A case's limit is the ``timeout=`` its header
+   declares, else ``Limits.case``; before each case the kernel must answer a ``kernel_info``
+   request (a kernel alive but silent is restarted).
+
+All three steps run within the submission's own limit (``Limits.submission``): when it is up,
+the remaining cases are not run, the points earned so far stay, and the kernel and everything
+it started are killed.
 
 This module grades ONE submission (:func:`grade_submission`); a bad submission gets the points
 it earned and a reason. Batches, caching and the command line are in ``batch.py``; feedback
@@ -53,6 +59,8 @@ DEFAULT_TIMEOUT = 300.0
 MAX_CELL_TIMEOUT = 120.0
 MAX_CASE_TIMEOUT = 60.0
 INTERRUPT_GRACE = 5.0  # seconds a kernel gets to answer an interrupt before it is restarted
+PING_TIMEOUT = 15.0  # an idle kernel answers kernel_info in milliseconds; one silent this long is wedged
+SUBMISSION_MARGIN = 120.0  # seconds on top of the cells' and cases' limits, for starting kernels and the set-up
 DEFAULT_MEMORY_MB, DEFAULT_PROCESSES, DEFAULT_OUTPUT_MB = 2048, 256, 4.0
 MAX_RESTARTS = 8  # each death skips its cell or case, so this bounds adversarial notebooks only
 _REMOVED_VARIABLES = ("CLOUDLAB_ENDPOINT", "AWS_ENDPOINT_URL", "CLOUDLAB_ALLOW_REAL_AWS", "AWS_PROFILE",
@@ -74,7 +82,7 @@ KERNEL_SETTINGS = ("(lambda shell: setattr(shell, 'ask_exit', lambda: shell.payl
 
 @dataclass
 class Limits:
-    """Time limits in seconds. ``timeout`` bounds running the submission's cells."""
+    """Time limits in seconds. ``timeout`` bounds running the submission's cells, ``submission`` all of it."""
 
     timeout: float = DEFAULT_TIMEOUT
     cell_timeout: float | None = None  # default: min(timeout, 120)
@@ -82,6 +90,7 @@ class Limits:
     memory_mb: int | None = DEFAULT_MEMORY_MB  # address space of each of the kernel's processes
     processes: int | None = DEFAULT_PROCESSES  # processes and threads of the kernel together
     output_mb: float | None = DEFAULT_OUTPUT_MB  # output one cell or case may print before it is stopped
+    submission_timeout: float | None = None  # the whole grading of one submission; default: see submission()
 
     @property
     def cell(self) -> float:
@@ -90,6 +99,18 @@ class Limits:
     @property
     def case(self) -> float:
         return self.case_timeout or min(self.cell, MAX_CASE_TIMEOUT)
+
+    def case_limit(self, declared: float | None) -> float:
+        """A case's limit: the one its ``# TEST`` header declares (``timeout=``), else :attr:`case`."""
+        return declared if declared is not None else self.case
+
+    def submission(self, case_limits: list[float]) -> float:
+        """Seconds one submission may take in all (cells, cases, restarts), after which it is stopped.
+
+        Default: the notebook's limit plus every case's limit plus ``SUBMISSION_MARGIN``, which is
+        what a submission that uses every limit to the full needs, with room for kernel starts.
+        """
+        return self.submission_timeout or self.timeout + sum(case_limits) + SUBMISSION_MARGIN
 
 
 @dataclass
@@ -262,9 +283,9 @@ class Kernel:
                     stopped = self._interrupt(msg_id)
                     return Execution("output", responsive=stopped.responsive)
         reply = self._reply(msg_id, timeout=10)
-        if reply is None:
+        if reply is None:  # alive but silent: its channel is wedged, and the kernel must be restarted
             return Execution("died" if not self.alive else "error", error or "no reply from the kernel",
-                             responsive=self.alive)
+                             responsive=False)
         asked_exit = any(item.get("source") == "ask_exit" for item in reply.get("payload") or [])
         return Execution("error" if error or reply.get("status") == "error" else "ok", error,
                          reply.get("user_expressions") or {}, asked_exit=asked_exit)
@@ -288,6 +309,19 @@ class Kernel:
             if message.get("parent_header", {}).get("msg_id") == msg_id:
                 return message["content"]
         return None
+
+    def responds(self, timeout: float) -> bool:
+        """Whether the kernel answers a ``kernel_info`` request on its shell channel within ``timeout``.
+
+        A kernel can be alive and still never answer (a wedged channel); only asking tells.
+        """
+        if not self.alive:
+            return False
+        try:
+            msg_id = self.client.kernel_info()
+        except Exception:  # the channel itself is broken
+            return False
+        return self._reply(msg_id, timeout=max(timeout, 0.1)) is not None
 
     def _interrupt(self, msg_id: str) -> Execution:
         try:
@@ -316,6 +350,7 @@ class CaseGrade:
     passed: bool = False
     message: str = "not run"
     ran: bool = False  # False: no result (unreadable file, dead kernel), so its code is not worth showing
+    timeout: float | None = None  # the case's own time limit (``timeout=`` in its header); None: the grader's
 
     @property
     def earned(self) -> float:
@@ -344,6 +379,11 @@ class SubmissionGrade:
     @property
     def max_points(self) -> float:
         return sum(case.points for case in self.cases)
+
+
+def _did_not_finish(limit: float, declared: bool) -> str:
+    """What a case that ran out of time says; a limit the test declared is named as the test's own."""
+    return f"did not finish in {'its own time limit of ' if declared else ''}{limit:g} s"
 
 
 def _cell_name(number: int, source: str) -> str:
@@ -433,16 +473,29 @@ class SubmissionRun:
     def __init__(self, master: Master, path: Path, name: str, limits: Limits) -> None:
         self.master, self.path, self.limits = master, path, limits
         self.grade = SubmissionGrade(path, name, [
-            CaseGrade(case.question, case.description, case.points, case.hidden, case.code)
+            CaseGrade(case.question, case.description, case.points, case.hidden, case.code, timeout=case.timeout)
             for question in master.questions.values() for case in question.cases])
         self.replay: list[str] = []  # cells that ran to the end (errors or not), to rebuild state after a restart
         self.restarts = 0
+        self.deadline = float("inf")  # time.monotonic() by which this submission's grading stops; set in run()
+
+    @property
+    def allowed(self) -> float:
+        """Seconds this submission may take in all (``Limits.submission`` of its cases' limits)."""
+        return self.limits.submission([self.limits.case_limit(case.timeout) for case in self.grade.cases])
+
+    def _left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def _out_of_time(self) -> str:
+        return f"the submission used up its {self.allowed:g} s"
 
     def problem(self, text: str) -> None:
         self.grade.problems.append(text)
 
     def run(self) -> SubmissionGrade:
         started = time.monotonic()
+        self.deadline = started + self.allowed
         try:
             sources = read_submission(self.path)
         except ValueError as error:
@@ -491,26 +544,34 @@ class SubmissionRun:
         return self.grade
 
     def _resource_limits(self) -> sandbox.ResourceLimits:
-        # CPU: a kernel computing through every cell and every case at full speed, and a minute more
-        cpu = self.limits.timeout + len(self.grade.cases) * self.limits.case + 60
+        # CPU: a kernel computing for the whole time the submission is allowed, and a minute more
+        cpu = self.allowed + 60
         return sandbox.ResourceLimits(memory_mb=self.limits.memory_mb, cpu_seconds=int(cpu),
                                       processes=self.limits.processes)
 
     def _start(self) -> bool:
+        """A fresh kernel that ran the set-up cell; False when none answers (or no time is left)."""
+        if self._left() <= 0:
+            return False
         try:
-            self.kernel.start()
+            self.kernel.start(timeout=min(60, max(self._left(), 1)))
         except Exception as error:  # jupyter_client raises RuntimeError, TimeoutError or OSError
             self.problem(f"grader problem: the kernel did not start ({_first_line(error)})")
             return False
-        self.kernel.execute(KERNEL_SETTINGS, timeout=30, store_history=False)
-        setup = self.kernel.execute(setup_code(self.master.lab_name), timeout=60, store_history=False)
+        self.kernel.execute(KERNEL_SETTINGS, timeout=min(30, self._left()), store_history=False)
+        setup = self.kernel.execute(setup_code(self.master.lab_name), timeout=min(60, self._left()), store_history=False)
         if setup.status != "ok":
             self.problem(f"grader problem: the grader's set-up cell failed ({setup.error or setup.status})")
-        return setup.status != "died"
+        # a kernel that did not come back from an interrupt of its set-up is of no use (a wedged channel)
+        return setup.status != "died" and setup.responsive
+
+    def _replay_deadline(self) -> float:
+        """Until when a restart may replay cells: the notebook's limit from now, within the submission's."""
+        return min(time.monotonic() + self.limits.timeout, self.deadline)
 
     def _restart(self, deadline: float) -> bool:
-        """A fresh kernel with the state the cells so far had built; False when out of restarts."""
-        if self.restarts >= MAX_RESTARTS:
+        """A fresh kernel with the state the cells so far had built; False when out of restarts or time."""
+        if self.restarts >= MAX_RESTARTS or self._left() <= 0:
             return False
         self.restarts += 1
         if not self._start():
@@ -526,7 +587,7 @@ class SubmissionRun:
         return True
 
     def _run_cells(self, sources: list[str]) -> None:
-        deadline = time.monotonic() + self.limits.timeout
+        deadline = min(time.monotonic() + self.limits.timeout, self.deadline)
         previous, previous_name = None, "the set-up"
         for number, source in enumerate(sources, start=1):
             if not source.strip():
@@ -534,14 +595,15 @@ class SubmissionRun:
             remaining = deadline - time.monotonic()
             name = _cell_name(number, source)
             if remaining <= 0:
-                self.problem(f"{name} and the cells after it were not run: the notebook used up its "
-                             f"{self.limits.timeout:g} s time limit")
+                used_up = (self._out_of_time() if self._left() <= 0 else
+                           f"the notebook used up its {self.limits.timeout:g} s time limit")
+                self.problem(f"{name} and the cells after it were not run: {used_up}")
                 return
             if not self.kernel.alive:  # it died after the previous cell finished
                 if self.replay and self.replay[-1] is previous:
                     self.replay.pop()
                 self.problem(f"the kernel died after {previous_name} finished")
-                if not self._restart(time.monotonic() + self.limits.timeout):
+                if not self._restart(self._replay_deadline()):
                     self.problem("the kernel could not be restarted; the remaining cells were not run")
                     return
             previous, previous_name = source, name
@@ -550,9 +612,14 @@ class SubmissionRun:
             if outcome.asked_exit:
                 self.problem(f"{name} called exit(); the grader ignored it")
             over = self._over_limit(outcome)
+            if not over and outcome.status in ("ok", "error") and outcome.responsive and self.kernel.alive \
+                    and not self.kernel.responds(min(PING_TIMEOUT, max(self._left(), 0.1))):
+                outcome.responsive = False  # it finished but left the kernel deaf: replaying it would do that again
             if over:  # what it holds (memory, processes) would starve every later cell and test
                 self.problem(f"{name} {over}; the grader restarted the kernel without this cell")
                 outcome.responsive = False
+            elif outcome.status in ("ok", "error") and not outcome.responsive:
+                self.problem(f"{name} left the kernel alive but not answering; the grader restarted it without this cell")
             elif outcome.status == "ok":
                 self.replay.append(source)
             elif outcome.status == "error":
@@ -568,7 +635,7 @@ class SubmissionRun:
             else:
                 reason = self.kernel.exit_reason()
                 self.problem(f"{name} made the kernel die (os._exit or a crash?)" + (f": {reason}" if reason else ""))
-            if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
+            if not outcome.responsive and not self._restart(self._replay_deadline()):
                 self.problem("the kernel could not be restarted; the remaining cells were not run")
                 return
 
@@ -583,20 +650,35 @@ class SubmissionRun:
         return ""
 
     def _run_tests(self) -> None:
-        limit = self.limits.case
+        """Every case under its own limit, all within the submission's deadline.
+
+        Before each case the kernel must answer a ``kernel_info`` request: a dead or wedged kernel
+        is restarted, and when that fails, or the submission's time is up, the remaining cases
+        are not run (the points earned so far stay).
+        """
         for number, case in enumerate(self.grade.cases, start=1):
-            if not self.kernel.alive and not self._restart(time.monotonic() + self.limits.timeout):
-                case.message = "not run: the kernel died and could not be restarted"
-                continue
+            if self._left() <= 0:
+                return self._give_up(number, self._out_of_time())
+            if not self.kernel.responds(min(PING_TIMEOUT, self._left())):
+                if self.kernel.alive:
+                    self.problem(f"the kernel stopped answering (no reply in {PING_TIMEOUT:g} s) before test "
+                                 f"{number}; the grader restarted it")
+                if not self._restart(self._replay_deadline()):
+                    why = self._out_of_time() if self._left() <= 0 else "the kernel died or stopped answering and could not be restarted"
+                    return self._give_up(number, why)
+            limit = self.limits.case_limit(case.timeout)
             nonce = secrets.token_hex(16)
             code, expressions = grader_code(nonce, {"code": case.code, "label": f"{case.question} #{number}",
-                                                    "timeout": limit})
-            outcome = self.kernel.execute(code, timeout=limit + 10, user_expressions=expressions, store_history=False)
+                                                    "timeout": limit, "declared": case.timeout is not None})
+            outcome = self.kernel.execute(code, timeout=min(limit + 10, self._left()), user_expressions=expressions,
+                                          store_history=False)
             case.ran = outcome.status != "died"
             if outcome.status == "ok":
                 case.passed, case.message = self._result(nonce, outcome.user_expressions.get("result"))
+            elif outcome.status == "timeout" and self._left() <= 0:
+                case.message = f"stopped: {self._out_of_time()}"
             elif outcome.status == "timeout":
-                case.message = f"did not finish in {limit:g} s"
+                case.message = _did_not_finish(limit, case.timeout is not None)
             elif outcome.status == "output":
                 case.message = f"printed more than {self.limits.output_mb:g} MB of output and was stopped"
             elif outcome.status == "died":
@@ -605,8 +687,17 @@ class SubmissionRun:
                                 + (f": {reason}" if reason else ""))
             else:
                 case.message = f"grader problem: {outcome.error}"
-            if not outcome.responsive and not self._restart(time.monotonic() + self.limits.timeout):
-                continue
+            if not outcome.responsive and self._left() > 0 and not self._restart(self._replay_deadline()):
+                return self._give_up(number + 1, "the kernel died or stopped answering and could not be restarted")
+
+    def _give_up(self, number: int, why: str) -> None:
+        """Cases ``number`` and after are not run, because of ``why``; the kernel is stopped in ``run``."""
+        left = self.grade.cases[number - 1:]
+        for case in left:
+            case.message = f"not run: {why}"
+        if left:
+            self.problem(f"{len(left)} test case(s) were not run: {why}")
+
 
     @staticmethod
     def _result(nonce: str, expression: dict | None) -> tuple[bool, str]:

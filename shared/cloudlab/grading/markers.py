@@ -27,9 +27,12 @@ _SOLUTION_ONLY = re.compile(r"^#\s*SOLUTION ONLY\s*$")
 _BEGIN_MARKDOWN = re.compile(r"^\s*<!--\s*BEGIN SOLUTION\s*-->\s*$")
 _END_MARKDOWN = re.compile(r"^\s*<!--\s*END SOLUTION\s*-->\s*$")
 _TEST_START = re.compile(r"^#\s*TEST\b")
+# options after the points, in any order: "hidden", "timeout=<seconds>"
 _TEST_HEADER = re.compile(
     r"^#\s*TEST\s+(?P<question>[A-Za-z_][A-Za-z0-9_.-]*)\s+points\s*=\s*(?P<points>\d+(?:\.\d+)?)"
-    r"(?P<hidden>\s+hidden)?\s*:\s*(?P<description>\S.*?)\s*$")
+    r"(?P<options>(?:\s+(?:hidden|timeout\s*=\s*\S+?))*)\s*:\s*(?P<description>\S.*?)\s*$")
+_TIMEOUT_OPTION = re.compile(r"timeout\s*=\s*(?P<value>\S+)")
+MAX_CASE_TIMEOUT = 3600.0  # seconds; a declared limit above an hour is a typo, not a test
 _QUESTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _CHECKER_CALL = re.compile(r"""\bchecker\(\s*["']([^"']+)["']\s*\)""")
 
@@ -48,10 +51,14 @@ class TestCase:
     description: str
     code: str
     cell_number: int  # 1-based position in the master, for error messages only
+    timeout: float | None = None  # seconds the grader allows this case (``timeout=`` in its header); None: the default
 
     def public_dict(self) -> dict:
         """What a public case looks like in ``labs/tests/<lab>.json``."""
-        return {"description": self.description, "points": _number(self.points), "code": self.code}
+        entry = {"description": self.description, "points": _number(self.points), "code": self.code}
+        if self.timeout is not None:
+            entry["timeout"] = _number(self.timeout)
+        return entry
 
 
 @dataclass
@@ -104,19 +111,38 @@ def cell_label(path: Path | str, number: int, cell) -> str:
     return f"{Path(path).name}, cell {number} ({cell.cell_type}: {first!r})"
 
 
-def parse_test_header(line: str, where: str) -> tuple[str, float, bool, str] | None:
-    """``(question, points, hidden, description)`` from a ``# TEST`` line, or None if not one.
+def parse_timeout(value, where: str) -> float:
+    """A test's declared time limit in seconds: a number above 0 and at most an hour."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0 < seconds <= MAX_CASE_TIMEOUT:  # also false for nan
+        raise MarkerError(f"{where}: timeout={value} is not a number of seconds above 0 and at most "
+                          f"{MAX_CASE_TIMEOUT:g} (write it as `timeout=180`)")
+    return seconds
 
-    A line that starts like a test header but does not follow the format raises
-    :class:`MarkerError` saying what is missing.
+
+def parse_test_header(line: str, where: str) -> tuple[str, float, bool, str, float | None] | None:
+    """``(question, points, hidden, description, timeout)`` from a ``# TEST`` line, or None if not one.
+
+    ``timeout`` is the case's own time limit in seconds (``timeout=180`` after the points),
+    ``None`` when it declares none. A line that starts like a test header but does not follow
+    the format raises :class:`MarkerError` saying what is missing.
     """
     line = line.strip()
     if not _TEST_START.match(line):
         return None
     match = _TEST_HEADER.match(line)
     if match:
-        return (match["question"], float(match["points"]), bool(match["hidden"]), match["description"])
-    example = "write it as `# TEST q1_name points=2: what it checks` (add ` hidden` after the points to hide it)"
+        options = re.findall(r"hidden|timeout\s*=\s*\S+?(?=\s|$)", match["options"])
+        timeouts = [_TIMEOUT_OPTION.match(option)["value"] for option in options if option.startswith("timeout")]
+        if options.count("hidden") > 1 or len(timeouts) > 1:
+            raise MarkerError(f"{where}: test header {line!r} repeats an option (`hidden` and `timeout=` at most once each)")
+        timeout = parse_timeout(timeouts[0], where) if timeouts else None
+        return (match["question"], float(match["points"]), "hidden" in options, match["description"], timeout)
+    example = ("write it as `# TEST q1_name points=2: what it checks` (add ` hidden` after the points to hide it, "
+               "` timeout=180` to give it its own time limit in seconds)")
     rest = re.sub(r"^#\s*TEST", "", line).strip()
     name = rest.split()[0].split(":")[0] if rest.split() else ""
     if not name or name.startswith("points") or not _QUESTION_NAME.match(name):
@@ -127,6 +153,8 @@ def parse_test_header(line: str, where: str) -> tuple[str, float, bool, str] | N
         problem = "has points that are not a non-negative number"
     elif ":" not in line:
         problem = "has no ':' followed by a description"
+    elif re.search(r"\btimeout\b", line.split(":", 1)[0]):
+        problem = "has a time limit not written as `timeout=<seconds>` after the points"
     elif not line.split(":", 1)[1].strip():
         problem = "has no description after ':'"
     else:
@@ -232,12 +260,12 @@ def cell_kind(cell, where: str) -> str:
 
 def parse_test_cell(cell, number: int, where: str) -> TestCase:
     first, body = _first_line_and_body(cell.source)
-    question, points, hidden, description = parse_test_header(first, where)
+    question, points, hidden, description, timeout = parse_test_header(first, where)
     if not body.strip():
         raise MarkerError(f"{where}: test {question!r} has no code under its header")
     if _BEGIN_CODE.search(body) or _SOLUTION_LINE.search(body):
         raise MarkerError(f"{where}: a test cell cannot hold solution markers")
-    return TestCase(question, points, hidden, description, body.strip("\n") + "\n", number)
+    return TestCase(question, points, hidden, description, body.strip("\n") + "\n", number, timeout)
 
 
 def lab_name_for(path: Path | str) -> str:

@@ -44,13 +44,14 @@ def _first_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def explain(error: BaseException, code: str, filename: str, timeout: float | None) -> str:
-    """A one-line reason for a failed case, written for the student."""
+def explain(error: BaseException, code: str, filename: str, timeout: float | None, declared: bool = False) -> str:
+    """A one-line reason for a failed case, written for the student (``declared``: the test set its own limit)."""
     frames = traceback.extract_tb(error.__traceback__)
     test_frames = [frame for frame in frames if frame.filename == filename]
     failed_in_test = bool(frames) and frames[-1].filename == filename
     if isinstance(error, CaseTimeout):
-        return f"did not finish in {timeout:g} s (an endless loop, or a call that waits forever?)"
+        limit = f"its own time limit of {timeout:g} s" if declared else f"{timeout:g} s"
+        return f"did not finish in {limit} (an endless loop, or a call that waits forever?)"
     if isinstance(error, NotImplementedError):
         hint = _first_line(error)
         return "not answered yet" + (f" ({hint})" if hint else "")
@@ -73,11 +74,13 @@ def explain(error: BaseException, code: str, filename: str, timeout: float | Non
     return f"{type(error).__name__}: {_first_line(error)}{where}"
 
 
-def execute_case(code: str, namespace: dict, label: str = "case", timeout: float | None = None) -> CaseOutcome:
+def execute_case(code: str, namespace: dict, label: str = "case", timeout: float | None = None,
+                 declared: bool = False) -> CaseOutcome:
     """Run a case's code in a copy of ``namespace``; pass when it raises nothing.
 
     ``timeout`` (seconds) is enforced with SIGALRM when called from the main thread,
-    which is where IPython runs cells.
+    which is where IPython runs cells; ``declared``: it is the test's own (``timeout=``), and
+    a failure says so.
     """
     filename = f"{TEST_FILENAME_PREFIX} {label}>"
     scope = dict(namespace)
@@ -102,7 +105,7 @@ def execute_case(code: str, namespace: dict, label: str = "case", timeout: float
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
     except (Exception, CaseTimeout) as error:
-        return CaseOutcome(False, explain(error, code, filename, timeout))
+        return CaseOutcome(False, explain(error, code, filename, timeout, declared))
     except KeyboardInterrupt:
         raise  # the student (or the grader) stopped the cell: stop the whole check, not just this case
     except SystemExit as error:
@@ -118,7 +121,7 @@ _results: dict[str, str] = {}
 def run_case_for_grader(nonce: str, case_json: str) -> None:
     """Grader entry point inside a submission's kernel: run one case, keep its result for :func:`collect`."""
     case = json.loads(case_json)
-    outcome = execute_case(case["code"], user_namespace(), case["label"], case.get("timeout"))
+    outcome = execute_case(case["code"], user_namespace(), case["label"], case.get("timeout"), bool(case.get("declared")))
     _results[nonce] = json.dumps({"nonce": nonce, **asdict(outcome)})
 
 

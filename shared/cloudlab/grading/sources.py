@@ -25,11 +25,12 @@ from nbformat import v4
 
 from .build import public_tests
 from .markers import (ANSWER_PLACEHOLDER, Master, MarkerError, Question, TestCase, _number, cell_kind, cell_label,
-                      lab_name_for, parse_master, stub_code)
+                      lab_name_for, parse_master, parse_timeout, stub_code)
 
 
-def _case_header(question: str, points: float, hidden: bool, description: str) -> str:
-    return f"# TEST {question} points={_number(points)}{' hidden' if hidden else ''}: {description}"
+def _case_header(question: str, points: float, hidden: bool, description: str, timeout: float | None = None) -> str:
+    options = (" hidden" if hidden else "") + (f" timeout={_number(timeout)}" if timeout is not None else "")
+    return f"# TEST {question} points={_number(points)}{options}: {description}"
 
 
 def _setup_source(lab_name: str) -> str:
@@ -54,6 +55,8 @@ def read_tests_file(path: Path) -> dict:
             if not isinstance(case, dict) or not {"description", "points", "code"} <= set(case):
                 raise MarkerError(f"{path}: question {question['name']!r} has a case without "
                                   "\"description\", \"points\" and \"code\"")
+            if case.get("timeout") is not None:
+                parse_timeout(case["timeout"], f"{path}: question {question['name']!r}, case {case['description']!r}")
     return data
 
 
@@ -70,7 +73,7 @@ def master_from_tests(path: str | Path) -> Master:
     for question in data["questions"]:
         for case in question.get("cases", []):
             header = _case_header(question["name"], float(case["points"]), bool(case.get("hidden")),
-                                  str(case["description"]))
+                                  str(case["description"]), case.get("timeout"))
             cells.append(v4.new_code_cell(f"{header}\n{case['code']}"))
     notebook = v4.new_notebook(cells=cells)
     synthetic = path.with_name(f"{lab_name}.ipynb")
@@ -98,8 +101,9 @@ def merge_tests_dir(master: Master, tests_dir: str | Path) -> Master:
     for question in read_tests_file(path)["questions"]:
         target = master.questions.setdefault(question["name"], Question(question["name"]))
         for case in question.get("cases", []):
+            timeout = None if case.get("timeout") is None else float(case["timeout"])
             target.cases.append(TestCase(question["name"], float(case["points"]), True, str(case["description"]),
-                                         str(case["code"]).strip("\n") + "\n", 0))
+                                         str(case["code"]).strip("\n") + "\n", 0, timeout))
     return master
 
 
@@ -145,7 +149,7 @@ def grading_notebook(master: Master) -> nbformat.NotebookNode:
     for question in master.questions.values():
         for case in question.cases:
             if case.cell_number not in in_notebook:
-                header = _case_header(question.name, case.points, case.hidden, case.description)
+                header = _case_header(question.name, case.points, case.hidden, case.description, case.timeout)
                 cells.append(v4.new_code_cell(f"{header}\n{case.code}"))
     notebook = v4.new_notebook(cells=cells)
     notebook.metadata = {"kernelspec": dict(master.notebook.metadata.get("kernelspec") or

@@ -14,9 +14,14 @@ starts a poller that:
   visibility timeout expires, and a queue's redrive policy moves them to its DLQ after
   ``maxReceiveCount`` receives.
 
-One poller per mapping invokes one batch at a time (AWS scales pollers out to many
-concurrent batches). Only SQS sources are polled; DynamoDB/Kinesis streams, Kafka and
-``FilterCriteria`` are not emulated and are refused with ``InvalidParameterValueException``.
+Scaling, as on AWS but smaller: a mapping polls with one batch at a time while the queue is
+quiet. When a receive comes back full (a backlog), another concurrent batch is started, up to
+:data:`MAX_CONCURRENT_BATCHES` (AWS starts with five and keeps adding; a mapping's
+``ScalingConfig.MaximumConcurrency`` caps it lower). An extra batch stops at its first empty
+receive or throttle, so a burst drains in parallel and a quiet queue costs one long poll.
+FIFO queues keep one batch at a time (their order is per message group). Only SQS sources are
+polled; DynamoDB/Kinesis streams, Kafka and ``FilterCriteria`` are not emulated and are
+refused with ``InvalidParameterValueException``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from ..backend import chaos
 from ..backend.aws_protocol import DEFAULT_REGION
 
 _log = logging.getLogger("cloudlab.lambda_service")
+# Concurrent batches of one standard-queue mapping under a backlog (AWS starts with five; docs/aws-facts.md).
+MAX_CONCURRENT_BATCHES = 5
 
 
 class EventSourceMappingError(Exception):
@@ -49,6 +56,8 @@ class SqsPoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"cloudlab-sqs-poller-{config['UUID'][:8]}", daemon=True)
         self.batches = 0
+        self._extra_lock = threading.Lock()
+        self.extra_pollers = 0  # concurrent batches running beside the main loop (a backlog)
 
     def start(self) -> "SqsPoller":
         self._thread.start()
@@ -74,6 +83,7 @@ class SqsPoller:
                     url = self.queue_url
                 messages = self._gather(url)
                 if messages and not self._stop.is_set():
+                    self._scale_out(url, messages)
                     self._handle(url, messages)
             except Exception as error:  # a deleted queue, a stopping emulator: retry calmly
                 if self._stop.is_set():
@@ -82,14 +92,50 @@ class SqsPoller:
                 url = None
                 self._stop.wait(1.0)
 
-    def _gather(self, url: str) -> list[dict]:
+    def _concurrency_cap(self) -> int:
+        if self.config["EventSourceArn"].endswith(".fifo"):
+            return 1
+        cap = MAX_CONCURRENT_BATCHES
+        maximum = (self.config.get("ScalingConfig") or {}).get("MaximumConcurrency")
+        if maximum:
+            cap = min(cap, int(maximum))
+        return max(1, cap)
+
+    def _scale_out(self, url: str, messages: list[dict]) -> None:
+        """A full receive means a backlog: start one more concurrent batch if the cap allows."""
+        if len(messages) < min(10, int(self.config.get("BatchSize") or 10)):
+            return
+        with self._extra_lock:
+            if 1 + self.extra_pollers >= self._concurrency_cap():
+                return
+            self.extra_pollers += 1
+        threading.Thread(target=self._extra_loop, args=(url,), daemon=True,
+                         name=f"cloudlab-sqs-poller-{self.config['UUID'][:8]}-extra").start()
+
+    def _extra_loop(self, url: str) -> None:
+        """A concurrent batch loop: runs while receives find messages, then stops."""
+        try:
+            while not self._stop.is_set() and self.config.get("State") == "Enabled":
+                messages = self._gather(url, wait_seconds=0)
+                if not messages or self._stop.is_set():
+                    return
+                self._scale_out(url, messages)
+                if not self._handle(url, messages):
+                    return  # throttled: the backlog waits for the main loop
+        except Exception as error:
+            _log.info("extra SQS batch loop stopped: %s", error)
+        finally:
+            with self._extra_lock:
+                self.extra_pollers -= 1
+
+    def _gather(self, url: str, wait_seconds: int = 1) -> list[dict]:
         sqs = self.mappings.service.client("sqs", self.region)
         batch_size = int(self.config.get("BatchSize") or 10)
         window = float(self.config.get("MaximumBatchingWindowInSeconds") or 0)
         messages: list[dict] = []
         window_ends = None
         while len(messages) < batch_size and not self._stop.is_set():
-            wait = 1 if window_ends is None else max(0, min(1, window_ends - time.monotonic()))
+            wait = wait_seconds if window_ends is None else max(0, min(1, window_ends - time.monotonic()))
             answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, batch_size - len(messages)),
                                          WaitTimeSeconds=int(round(wait)), AttributeNames=["All"],
                                          MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"])
@@ -100,6 +146,8 @@ class SqsPoller:
             if messages and (window <= 0 or time.monotonic() >= window_ends):
                 break
             if not got and window_ends is not None and time.monotonic() >= window_ends:
+                break
+            if not messages and not wait_seconds:  # a short poll found nothing: no backlog left
                 break
         return messages
 
@@ -126,12 +174,14 @@ class SqsPoller:
             "awsRegion": self.config["EventSourceArn"].split(":")[3] or self.region,
         }
 
-    def _handle(self, url: str, messages: list[dict]) -> None:
+    def _handle(self, url: str, messages: list[dict]) -> bool:
+        """Invoke the function with one batch; False if the invoke was refused (throttled)."""
         from .service import LambdaServiceError
 
         service = self.mappings.service
         event = {"Records": [self._record(message) for message in messages]}
-        self.batches += 1
+        with self._extra_lock:
+            self.batches += 1
         payload = json.dumps(event).encode()
         if chaos.duplicate_delivery(self.config["EventSourceArn"], payload.decode()):
             # SQS is at-least-once: deliver this batch a second time, concurrently (chaos rule)
@@ -141,10 +191,10 @@ class SqsPoller:
         except LambdaServiceError as error:  # throttled or gone: the messages come back by themselves
             self.config["LastProcessingResult"] = f"PROBLEM: {error.message}"
             self._stop.wait(0.5)
-            return
+            return False
         if outcome.function_error:
             self.config["LastProcessingResult"] = "PROBLEM: Function call failed"
-            return
+            return True
         failed = set()
         if "ReportBatchItemFailures" in (self.config.get("FunctionResponseTypes") or []):
             failed = self._batch_item_failures(outcome.payload, messages)
@@ -155,6 +205,7 @@ class SqsPoller:
             sqs.delete_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)])
         self.config["LastProcessingResult"] = "OK"
+        return True
 
     def _deliver_again(self, payload: bytes) -> None:
         """A duplicate delivery: the function sees the batch again; its answer changes nothing here."""
