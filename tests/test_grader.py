@@ -146,10 +146,10 @@ def graded(tmp_path_factory):
     (submissions / "not_notebook.ipynb").write_text('{"hello": "world"}')
     paths += [submissions / "not_json.ipynb", submissions / "not_notebook.ipynb"]
 
-    # The grader's temporary folders go here, so the test can see they are removed. Not under
-    # tmp_path: a sandboxed kernel's Unix sockets are made inside them, and under pytest-xdist
-    # (/tmp/pytest-of-root/pytest-N/popen-gwN/grading0/tmp/...) that path is too long for a socket
-    # (grader.Kernel refuses it, and no kernel starts). folder / "tmp" links to it.
+    # The grader's temporary folders go here, so the test can see they are removed; a short path,
+    # so their channel folders stay inside it (under tmp_path, with pytest-xdist's popen-gwN level,
+    # the grader would move them to /tmp: test_a_long_temporary_folder_path_still_grades).
+    # folder / "tmp" links to it.
     temp = Path(tempfile.mkdtemp(prefix="grading-"))
     (folder / "tmp").symlink_to(temp, target_is_directory=True)
     saved, tempfile.tempdir = tempfile.tempdir, str(temp)
@@ -342,6 +342,26 @@ def test_submission_limit_default_and_bad_value(tmp_path, capsys):
     master = write_master(tmp_path)
     assert cli(["grade", str(master), str(master), "--out", str(tmp_path / "g.csv"), "--submission-timeout", "0"]) == 2
     assert "--submission-timeout must be a number of seconds above 0" in capsys.readouterr().err
+
+
+def test_a_long_temporary_folder_path_still_grades(tmp_path):
+    """A TMPDIR as long as macOS's (or pytest-xdist's) would make the kernel's Unix socket paths too
+    long; the grader then makes its channel folder under /tmp instead, and removes it."""
+    master = write_master(tmp_path)
+    deep = tmp_path / ("long-temporary-folder-" * 3) / "T"
+    deep.mkdir(parents=True)
+    assert len(str(deep / "cloudlab-grade-xxxxxxxx" / "channel" / "kernel")) > grader.CHANNEL_PATH_LIMIT
+    before = set(Path("/tmp").glob("cg-*"))
+    saved, tempfile.tempdir = tempfile.tempdir, str(deep)
+    try:
+        limits = grader.Limits(timeout=NOTEBOOK_LIMIT, cell_timeout=CELL_LIMIT, case_timeout=CASE_LIMIT)
+        [grade] = grader.grade_all(master, [solved_submission(tmp_path)], tmp_path / "out" / "grades.csv",
+                                   limits=limits)
+    finally:
+        tempfile.tempdir = saved
+    assert grade.total == MAX_POINTS, (grade.problems, [case.message for case in grade.cases])
+    assert set(Path("/tmp").glob("cg-*")) <= before, "the short channel folder is removed"
+    assert list(deep.iterdir()) == []
 
 
 # ---- written answers in the feedback ---------------------------------------------------------

@@ -33,6 +33,7 @@ files in ``feedback.py``; gradebooks and the class summary in ``gradebook.py``.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
 import os
@@ -163,6 +164,26 @@ def _first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+# Unix socket paths are limited to 107 bytes; ZeroMQ's ipc names add "-<port>" to this prefix.
+CHANNEL_PATH_LIMIT = 90
+
+
+@contextlib.contextmanager
+def _channel_folder(preferred: Path):
+    """The folder for the kernel's Unix sockets: ``preferred`` when its path is short enough,
+    else a fresh one under ``/tmp`` (a long ``TMPDIR``, as macOS's or pytest's, would make every
+    socket path too long and no kernel would start). Removed afterwards either way."""
+    if len(str(preferred / "kernel")) <= CHANNEL_PATH_LIMIT or not os.path.isdir("/tmp"):
+        preferred.mkdir(parents=True)
+        yield preferred
+        return
+    with tempfile.TemporaryDirectory(prefix="cg-", dir="/tmp") as short:
+        Path(short).chmod(0o711)
+        channel = Path(short) / "channel"
+        channel.mkdir()
+        yield channel
+
+
 class Kernel:
     """One fresh python3 kernel (the grader's interpreter) in ``workdir`` with ``env``.
 
@@ -205,7 +226,7 @@ class Kernel:
         if self.confinement is None or not self.confinement.sandboxed:
             return {}
         prefix = self.channel_dir / "kernel"
-        if len(str(prefix)) > 90:  # Unix socket paths are limited to 107 bytes
+        if len(str(prefix)) > CHANNEL_PATH_LIMIT:
             raise RuntimeError(f"the kernel's channel folder path is too long for Unix sockets: {self.channel_dir}")
         return {"transport": "ipc", "ip": str(prefix)}
 
@@ -507,12 +528,12 @@ class SubmissionRun:
         found = sandbox.mode()
         sandbox.announce(found)
         self.grade.sandbox = found.label
-        with tempfile.TemporaryDirectory(prefix="cloudlab-grade-") as temp:
+        with tempfile.TemporaryDirectory(prefix="cloudlab-grade-") as temp, \
+                _channel_folder(Path(temp) / "channel") as channel:
             temp = Path(temp)
             temp.chmod(0o711)  # a kernel under a throwaway uid may pass through to its folders, not list them
-            workdir, grader_dir, state_dir = temp / "labs", temp / "grader", temp / "state"
-            home, channel = temp / "home", temp / "channel"
-            for folder in (workdir, grader_dir / "tests", state_dir, home, channel):
+            workdir, grader_dir, state_dir, home = temp / "labs", temp / "grader", temp / "state", temp / "home"
+            for folder in (workdir, grader_dir / "tests", state_dir, home):
                 folder.mkdir(parents=True)
             data, links = repo_root() / "data", {}
             if data.is_dir():  # notebooks read ../data/..., as they do from labs/
