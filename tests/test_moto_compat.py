@@ -93,6 +93,7 @@ def test_patches_are_applied_once_the_embedded_server_runs():
         "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action",
         "moto.core.serialize:BaseJSONSerializer._serialize_type_structure",
         "moto.dynamodb.parsing.expressions:UpdateExpressionParser.make",
+        "moto.events.models:Rule.send_to_targets",
         "moto.awslambda.models:LambdaFunction.invoke",
         "moto.awslambda.models:LambdaBackend.create_event_source_mapping",
         "moto.awslambda.models:LambdaBackend.delete_event_source_mapping"}
@@ -104,6 +105,33 @@ def test_patches_are_applied_once_the_embedded_server_runs():
     assert ActionAuthenticatorMixin._authenticate_and_authorize_action is not original
     assert original.__module__ == "moto.core.authorization"
     assert camelcase_to_underscores("VisibilityTimeout") == "visibility_timeout"  # the cached copy still answers
+
+
+def test_a_rule_with_only_a_schedule_matches_no_put_events():
+    """As on AWS: a schedule-only rule fires on its schedule, never on events (moto matched every
+    event, so one deployed sweeper rule made every later PutEvents on the bus reach its target)."""
+    cloudlab.use_backend()
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    name = f"compat-{uuid.uuid4().hex[:8]}"
+    queues = {kind: sqs.create_queue(QueueName=f"{name}-{kind}")["QueueUrl"] for kind in ("scheduled", "pattern")}
+    arns = {kind: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            for kind, url in queues.items()}
+    events.put_rule(Name=f"{name}-scheduled", ScheduleExpression="rate(1 hour)")
+    events.put_rule(Name=f"{name}-pattern", EventPattern=json.dumps({"source": [name]}))
+    for kind in queues:
+        events.put_targets(Rule=f"{name}-{kind}", Targets=[{"Id": "queue", "Arn": arns[kind]}])
+    try:
+        answer = events.put_events(Entries=[{"Source": name, "DetailType": "test", "Detail": "{}"}])
+        assert answer["FailedEntryCount"] == 0
+        received = {kind: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+                    for kind, url in queues.items()}
+        assert len(received["pattern"]) == 1, "the rule with a pattern gets the event"
+        assert received["scheduled"] == [], "the schedule-only rule must not"
+    finally:
+        for kind, url in queues.items():
+            events.remove_targets(Rule=f"{name}-{kind}", Ids=["queue"])
+            events.delete_rule(Name=f"{name}-{kind}")
+            sqs.delete_queue(QueueUrl=url)
 
 
 def _dynamodb_body(operation: str, result: dict, walk_members) -> dict:

@@ -8,7 +8,7 @@ fails naming the internal that moved or changed shape, and checks that no other 
 module imports moto. moto is pinned exactly (``MOTO_VERSION``, the same pin as in
 ``pyproject.toml`` and ``environment.yml``).
 
-Patches (applied once per process: :func:`install` applies the first five when an embedded
+Patches (applied once per process: :func:`install` applies the first six when an embedded
 server starts, the local Lambda service the last two):
 
 =====================================================  ===================================  ==========================================================  =======
@@ -22,6 +22,8 @@ moto internal                                          patched by               
 ``._serialize_type_structure``                                                              alias lookups: most of a GetItem's time (same JSON now)
 ``moto.dynamodb.parsing.expressions``                  :func:`memoize_update_expressions`   each UpdateItem parsed its expression twice; the tree is    5.2.5*
 ``.UpdateExpressionParser.make``                                                            only read (the validator works on a deep copy)
+``moto.events.models.Rule.send_to_targets``           :func:`schedule_rules_ignore_events`  a rule with a schedule and no pattern matched EVERY          5.2.5*
+                                                                                            PutEvents event (AWS: none); moto then failed with a 500
 ``moto.awslambda.models.LambdaFunction.invoke``        :func:`replace_lambda_invoke`        S3/SNS-triggered invokes run in the local Lambda service;   0.4.27
                                                                                             moto's own needs Docker
 ``moto.awslambda.models.LambdaBackend``                :func:`replace_event_source_         CloudFormation-created SQS mappings are polled by the       5.2.5*
@@ -348,6 +350,30 @@ def memoize_update_expressions() -> None:
         _replace(parser, "make", classmethod(make), path)
 
 
+def schedule_rules_ignore_events() -> None:
+    """A rule with a ``ScheduleExpression`` and no ``EventPattern`` matches no PutEvents event.
+
+    On AWS such a rule fires only on its schedule. moto 5.2.5 treats the missing pattern as
+    "match everything", so once any stack with a scheduled rule is deployed (the capstone's
+    sweeper, notebook 06) every PutEvents on that bus is sent to its target too, and a Lambda
+    target makes moto answer 500 (it cannot invoke without Docker). The schedule itself is
+    fired by ``lambda_service.schedules``, which never goes through ``send_to_targets``.
+    """
+    path = "moto.events.models:Rule.send_to_targets"
+    with _patch_lock:
+        if path in _applied:
+            return
+        rule_class = _moto("moto.events.models:Rule")
+        send = rule_class.send_to_targets
+
+        def send_to_targets(self, original_event, *args, **kwargs):
+            if self.scheduled_expression and not self.event_pattern.get_pattern():
+                return None
+            return send(self, original_event, *args, **kwargs)
+
+        _replace(rule_class, "send_to_targets", send_to_targets, path)
+
+
 class MotoChanged(RuntimeError):
     """The installed moto lacks internals cloudlab relies on; the message names each one."""
 
@@ -375,6 +401,7 @@ def install() -> None:
     memoize_pure_helpers()
     fast_attribute_values()
     memoize_update_expressions()
+    schedule_rules_ignore_events()
     path = "moto.core.authorization:ActionAuthenticatorMixin._authenticate_and_authorize_action"
     with _patch_lock:
         if path not in _applied:
@@ -542,6 +569,9 @@ INTERNALS: dict[str, tuple] = {
     "moto.awslambda.models:EventSourceMapping": (_has("get_configuration"), "replace_event_source_mappings"),
     "moto.events.models:events_backends": (_instance_of("moto.core.base_backend:BackendDict"), "schedule_rules"),
     "moto.events.models:EventsBackend.list_tags_for_resource": (_parameters("self", "arn"), "schedule_rules"),
+    "moto.events.models:Rule.send_to_targets": (_parameters("self", "original_event", "transform_input"),
+                                                "schedule_rules_ignore_events"),
+    "moto.events.models:EventPattern.get_pattern": (_parameters("self"), "schedule_rules_ignore_events"),
     "moto.backend_index:backend_url_patterns": (_url_patterns, "embedded.MotoDispatcher"),
     "moto.backends:get_backend": (_parameters("name"), "service_backend"),
     "moto.core.base_backend:BaseBackend.urls": (_has("fget"), "embedded.MotoDispatcher (a property: URL -> handler)"),
@@ -610,7 +640,7 @@ INSTANCE_ATTRIBUTES = {
         "event_invoke_config"),
     "moto.logs.models:LogGroup": ("streams",),  # flush_logs
     "moto.events.models:EventsBackend": ("event_buses",),  # schedule_rules
-    "moto.events.models:Rule": ("arn", "name", "scheduled_expression", "state", "targets"),
+    "moto.events.models:Rule": ("arn", "name", "scheduled_expression", "state", "targets", "event_pattern"),
     "moto.sqs.models:Queue": ("lambda_event_source_mappings",),  # replace_event_source_mappings
 }
 
