@@ -160,15 +160,19 @@ def test_solution_and_untouched_lab_next_to_hostile_ones(hostile_batch):
     assert not sandbox._uids_taken, "a throwaway uid was not freed: its processes would not die"
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("loop", f"did not finish in {LIMITS.cell:g} s and was stopped"),
-    ("memory", "ran out of memory (the limit is 1024 MB per process); the grader restarted the kernel without this cell"),
-    ("fork_bomb", "started too many processes or threads (the limit is 256)"),
-    ("exit", "made the kernel die"),
-    ("kill_all", "made the kernel die"),
-    ("flood", "printed more than 1 MB of output and was stopped"),
-    ("deafen", "left the kernel alive but not answering; the grader restarted it without this cell"),
-])
+# what the feedback says of each hostile cell that limits stop (in bubblewrap and in the fallback)
+STOPPED_BECAUSE = {
+    "loop": f"did not finish in {LIMITS.cell:g} s and was stopped",
+    "memory": "ran out of memory (the limit is 1024 MB per process); the grader restarted the kernel without this cell",
+    "fork_bomb": "started too many processes or threads (the limit is 256)",
+    "exit": "made the kernel die",
+    "kill_all": "made the kernel die",
+    "flood": "printed more than 1 MB of output and was stopped",
+    "deafen": "left the kernel alive but not answering; the grader restarted it without this cell",
+}
+
+
+@pytest.mark.parametrize("name, reason", list(STOPPED_BECAUSE.items()))
 def test_hostile_cell_is_stopped_and_the_rest_graded(hostile_batch, name, reason):
     rows, feedback = hostile_batch
     assert reason in rows[name]["notes"], rows[name]
@@ -223,15 +227,7 @@ def test_fallback_grades_the_solution_next_to_hostile_ones(fallback_batch):
     assert not sandbox._uids_taken, "a throwaway uid was not freed: its processes would not die"
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("loop", f"did not finish in {LIMITS.cell:g} s and was stopped"),
-    ("memory", "ran out of memory (the limit is 1024 MB per process); the grader restarted the kernel without this cell"),
-    ("fork_bomb", "started too many processes or threads (the limit is 256)"),
-    ("exit", "made the kernel die"),
-    ("kill_all", "made the kernel die"),
-    ("flood", "printed more than 1 MB of output and was stopped"),
-    ("deafen", "left the kernel alive but not answering; the grader restarted it without this cell"),
-])
+@pytest.mark.parametrize("name, reason", [(name, STOPPED_BECAUSE[name]) for name in FALLBACK_HOSTILE])
 def test_fallback_stops_the_hostile_cell_and_grades_the_rest(fallback_batch, name, reason):
     rows, feedback = fallback_batch
     assert reason in rows[name]["notes"], rows[name]
