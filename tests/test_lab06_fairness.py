@@ -15,12 +15,12 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import boto3
 import pytest
 
 import cloudlab
 from cloudlab.grading.markers import parse_master
 from cloudlab.pipeline.layer import layer_module
+from lab_cases import failures
 
 REPO = Path(__file__).resolve().parents[1]
 MASTER = REPO / "solutions" / "06_moderation_pipeline_lab.ipynb"
@@ -36,18 +36,6 @@ Thresholds = decisions.Thresholds
 def lab06():
     cloudlab.use_backend()  # per test: the autouse fixture in conftest.py resets the environment after each
     return parse_master(MASTER)
-
-
-def failures(master, question: str, namespace: dict) -> list[str]:
-    """Descriptions of the question's cases, public and hidden, that fail for ``namespace``."""
-    failed = []
-    for case in master.question(question).cases:
-        try:
-            exec(compile(case.code, case.description, "exec"), {"boto3": boto3, **namespace})
-        except Exception as error:  # noqa: BLE001 - any failure of the case counts
-            print(f"{case.description}: {type(error).__name__}: {error}")
-            failed.append(case.description)
-    return failed
 
 
 # ---- decide written as a table lookup -------------------------------------------------------------
@@ -182,23 +170,23 @@ decide = decide_by_table
 
 
 def test_decide_written_as_a_table_lookup_earns_every_point(lab06):
-    assert failures(lab06, "q1_decide", {"decide": decide_by_table}) == []
+    assert failures(lab06, "q1_decide", {"decide": decide_by_table}, hidden=True) == []
 
 
 def test_read_then_write_finalizer_loses_the_race_points_and_only_those(lab06):
-    assert failures(lab06, "q2_finalize", {"check_and_finalize": read_then_write}) == RACES
+    assert failures(lab06, "q2_finalize", {"check_and_finalize": read_then_write}, hidden=True) == RACES
     lost = sum(case.points for case in lab06.question("q2_finalize").cases if case.description in RACES)
     assert lost == 6
 
 
 @pytest.mark.parametrize("finalizer", [finalize_by_transaction, finalize_with_version])
 def test_other_correct_finalizers_earn_every_point(lab06, finalizer):
-    assert failures(lab06, "q2_finalize", {"check_and_finalize": finalizer}) == []
+    assert failures(lab06, "q2_finalize", {"check_and_finalize": finalizer}, hidden=True) == []
 
 
 def test_claims_written_differently_earn_every_point_and_read_then_claim_loses_the_races(lab06):
-    assert failures(lab06, "q3_claim", {"claim_job": claim_pending_or_analyzing}) == []
-    assert failures(lab06, "q3_claim", {"claim_job": read_then_claim}) == [
+    assert failures(lab06, "q3_claim", {"claim_job": claim_pending_or_analyzing}, hidden=True) == []
+    assert failures(lab06, "q3_claim", {"claim_job": read_then_claim}, hidden=True) == [
         "two deliveries and the sweeper at the same moment, 30 times",
         "three deliveries and the sweeper at the same moment, 100 times"]
 
@@ -207,4 +195,4 @@ def test_decide_that_calls_the_pipelines_own_earns_nothing(lab06):
     def borrowed(moderation_result, custom_result, thresholds=None):
         return decisions.decide(moderation_result, custom_result, thresholds)
 
-    assert len(failures(lab06, "q1_decide", {"decide": borrowed})) == len(lab06.question("q1_decide").cases)
+    assert len(failures(lab06, "q1_decide", {"decide": borrowed}, hidden=True)) == len(lab06.question("q1_decide").cases)

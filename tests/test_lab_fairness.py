@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
 import pytest
 
 import cloudlab
 from cloudlab.grading.markers import parse_master
+from lab_cases import failures
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,20 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 def lab01():
     cloudlab.use_backend()  # per test: the autouse fixture in conftest.py resets the environment after each
     return parse_master(REPO / "solutions" / "01_storage_models_lab.ipynb")
-
-
-def failures(master, question: str, namespace: dict, hidden: bool = False) -> list[str]:
-    """Descriptions of the question's cases (public ones, or all with ``hidden``) that fail for ``namespace``."""
-    failed = []
-    for case in master.question(question).cases:
-        if case.hidden and not hidden:
-            continue
-        try:
-            exec(compile(case.code, case.description, "exec"), {"boto3": boto3, **namespace})
-        except Exception as error:  # noqa: BLE001 - any failure of the case counts
-            print(f"{case.description}: {type(error).__name__}: {error}")
-            failed.append(case.description)
-    return failed
 
 
 def read_first_page(s3, bucket, prefix):
