@@ -366,10 +366,10 @@ def schedule_rules_ignore_events() -> None:
         rule_class = _moto("moto.events.models:Rule")
         send = rule_class.send_to_targets
 
-        def send_to_targets(self, original_event, *args, **kwargs):
+        def send_to_targets(self, original_event, transform_input=True):  # moto's own signature
             if self.scheduled_expression and not self.event_pattern.get_pattern():
                 return None
-            return send(self, original_event, *args, **kwargs)
+            return send(self, original_event, transform_input)
 
         _replace(rule_class, "send_to_targets", send_to_targets, path)
 
